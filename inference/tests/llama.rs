@@ -25,7 +25,9 @@ fn config(parallel: usize) -> LlamaConfig {
 /// One model with four workers, shared by the tests of this binary.
 fn shared() -> Arc<LlamaChatModel> {
     static MODEL: OnceLock<Arc<LlamaChatModel>> = OnceLock::new();
-    MODEL.get_or_init(|| Arc::new(LlamaChatModel::load(config(4)).expect("SmolLM2 loads"))).clone()
+    MODEL
+        .get_or_init(|| Arc::new(LlamaChatModel::load(config(4)).expect("SmolLM2 loads")))
+        .clone()
 }
 
 fn banner_schema() -> serde_json::Value {
@@ -57,10 +59,21 @@ async fn ten_schema_constrained_generations_parse_and_validate() {
         .seed(seed)
         .max_tokens(256);
         // `complete` validates against the schema; check the parse ourselves too.
-        let response = model.complete(request).await.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        assert_eq!(response.finish_reason, FinishReason::Stop, "seed {seed}: {}", response.text);
+        let response = model
+            .complete(request)
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(
+            response.finish_reason,
+            FinishReason::Stop,
+            "seed {seed}: {}",
+            response.text
+        );
         let value: serde_json::Value = serde_json::from_str(&response.text).unwrap();
-        assert!(jsonschema::is_valid(&schema, &value), "seed {seed}: {value}");
+        assert!(
+            jsonschema::is_valid(&schema, &value),
+            "seed {seed}: {value}"
+        );
         let variants = value["variants"].as_i64().unwrap();
         assert!((1..=4).contains(&variants), "seed {seed}: {value}");
     }
@@ -73,24 +86,37 @@ async fn four_concurrent_requests_all_finish() {
         .map(|i| {
             let model = model.clone();
             tokio::spawn(async move {
-                let request = ChatRequest::new(vec![Message::user(format!("Name a colour for banner {i}."))])
-                    .max_tokens(24)
-                    .seed(i);
+                let request = ChatRequest::new(vec![Message::user(format!(
+                    "Name a colour for banner {i}."
+                ))])
+                .max_tokens(24)
+                .seed(i);
                 model.complete(request).await
             })
         })
         .collect();
     for (i, task) in tasks.into_iter().enumerate() {
-        let response = task.await.unwrap().unwrap_or_else(|e| panic!("request {i}: {e}"));
-        assert!(response.usage.completion_tokens > 0, "request {i} generated nothing");
-        assert!(!response.text.trim().is_empty(), "request {i} returned no text");
+        let response = task
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert!(
+            response.usage.completion_tokens > 0,
+            "request {i} generated nothing"
+        );
+        assert!(
+            !response.text.trim().is_empty(),
+            "request {i} returned no text"
+        );
     }
 }
 
 fn long_story() -> ChatRequest {
-    ChatRequest::new(vec![Message::user("Write a very long story about a lighthouse keeper. Never stop.")])
-        .max_tokens(1500)
-        .temperature(1.0)
+    ChatRequest::new(vec![Message::user(
+        "Write a very long story about a lighthouse keeper. Never stop.",
+    )])
+    .max_tokens(1500)
+    .temperature(1.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,17 +126,18 @@ async fn cancellation_stops_generation_within_200ms() {
     let cancel = request.cancel.clone();
     let mut stream = model.stream(request).await.unwrap();
     // Wait until generation is under way.
-    loop {
-        match stream.next().await.unwrap().unwrap() {
-            ChatDelta::Text(_) => break,
-            ChatDelta::Done { .. } => panic!("finished before it could be cancelled"),
-        }
+    if let ChatDelta::Done { .. } = stream.next().await.unwrap().unwrap() {
+        panic!("finished before it could be cancelled");
     }
     let cancelled_at = Instant::now();
     cancel.cancel();
     let mut finish = None;
     while let Some(item) = stream.next().await {
-        if let ChatDelta::Done { finish_reason, usage } = item.unwrap() {
+        if let ChatDelta::Done {
+            finish_reason,
+            usage,
+        } = item.unwrap()
+        {
             finish = Some((finish_reason, usage));
         }
     }
@@ -118,7 +145,10 @@ async fn cancellation_stops_generation_within_200ms() {
     let (finish_reason, usage) = finish.expect("a Done item ends the stream");
     assert_eq!(finish_reason, FinishReason::Cancelled);
     assert!(usage.completion_tokens < 1500);
-    assert!(elapsed < Duration::from_millis(200), "generation went on for {elapsed:?} after cancel");
+    assert!(
+        elapsed < Duration::from_millis(200),
+        "generation went on for {elapsed:?} after cancel"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +164,11 @@ async fn dropping_the_stream_frees_the_worker() {
         .await
         .unwrap();
     assert!(response.usage.completion_tokens > 0);
-    assert!(started.elapsed() < Duration::from_secs(10), "the worker was still busy: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the worker was still busy: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,12 +176,26 @@ async fn shared_prompt_prefix_reuses_the_kv_cache() {
     let model = LlamaChatModel::load(config(1)).unwrap();
     let system = "You are Atelier's planner. ".repeat(20);
     let ask = |user: &str| {
-        ChatRequest::new(vec![Message::system(system.clone()), Message::user(user.to_string())]).max_tokens(4)
+        ChatRequest::new(vec![
+            Message::system(system.clone()),
+            Message::user(user.to_string()),
+        ])
+        .max_tokens(4)
     };
-    let first = model.complete(ask("A poster for a jazz night.")).await.unwrap();
-    let second = model.complete(ask("A banner for a summer sale.")).await.unwrap();
+    let first = model
+        .complete(ask("A poster for a jazz night."))
+        .await
+        .unwrap();
+    let second = model
+        .complete(ask("A banner for a summer sale."))
+        .await
+        .unwrap();
     let system_tokens = model.count_tokens(&system) as u32;
-    assert!(first.usage.cached_tokens < system_tokens, "first request cannot hit the cache: {:?}", first.usage);
+    assert!(
+        first.usage.cached_tokens < system_tokens,
+        "first request cannot hit the cache: {:?}",
+        first.usage
+    );
     assert!(
         second.usage.cached_tokens >= system_tokens,
         "expected ≥ {system_tokens} cached tokens, got {:?}",
@@ -155,8 +203,14 @@ async fn shared_prompt_prefix_reuses_the_kv_cache() {
     );
     // Same answer as without the cache: greedy output of a fresh model matches.
     let fresh = LlamaChatModel::load(config(1)).unwrap();
-    let uncached = fresh.complete(ask("A banner for a summer sale.").temperature(0.0)).await.unwrap();
-    let cached = model.complete(ask("A banner for a summer sale.").temperature(0.0)).await.unwrap();
+    let uncached = fresh
+        .complete(ask("A banner for a summer sale.").temperature(0.0))
+        .await
+        .unwrap();
+    let cached = model
+        .complete(ask("A banner for a summer sale.").temperature(0.0))
+        .await
+        .unwrap();
     assert_eq!(cached.text, uncached.text);
 }
 
@@ -183,38 +237,60 @@ async fn corrupt_and_truncated_gguf_give_typed_errors_and_the_process_survives()
     let err = LlamaChatModel::load(LlamaConfig::new(&not_gguf)).unwrap_err();
     assert!(err.to_string().contains("not a GGUF"), "{err}");
 
-    let missing = LlamaChatModel::load(LlamaConfig::new(dir.path().join("absent.gguf"))).unwrap_err();
+    let missing =
+        LlamaChatModel::load(LlamaConfig::new(dir.path().join("absent.gguf"))).unwrap_err();
     assert!(matches!(missing, Error::InvalidGguf { .. }), "{missing}");
 
     // Still alive and able to serve.
-    let response = shared().complete(ChatRequest::new(vec![Message::user("Hi")]).max_tokens(4)).await.unwrap();
+    let response = shared()
+        .complete(ChatRequest::new(vec![Message::user("Hi")]).max_tokens(4))
+        .await
+        .unwrap();
     assert!(response.usage.completion_tokens > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_give_clear_errors() {
     let model = shared();
-    let err = model.stream(ChatRequest::new(vec![Message::user("x")]).max_tokens(0)).await.err().unwrap();
+    let err = model
+        .stream(ChatRequest::new(vec![Message::user("x")]).max_tokens(0))
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("max_tokens"), "{err}");
 
     let huge = "banner ".repeat(5000);
-    let mut stream = model.stream(ChatRequest::new(vec![Message::user(huge)])).await.unwrap();
+    let mut stream = model
+        .stream(ChatRequest::new(vec![Message::user(huge)]))
+        .await
+        .unwrap();
     let err = stream.next().await.unwrap().unwrap_err();
-    assert!(matches!(err, Error::PromptTooLong { n_ctx: 2048, .. }), "{err}");
+    assert!(
+        matches!(err, Error::PromptTooLong { n_ctx: 2048, .. }),
+        "{err}"
+    );
 
     let bad_schema = json!({"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}});
-    let err = model.stream(ChatRequest::new(vec![Message::user("x")]).schema(bad_schema)).await.err();
-    assert!(err.is_some(), "an unresolvable schema must be rejected before generation");
+    let err = model
+        .stream(ChatRequest::new(vec![Message::user("x")]).schema(bad_schema))
+        .await
+        .err();
+    assert!(
+        err.is_some(),
+        "an unresolvable schema must be rejected before generation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greedy_generation_is_deterministic_and_seeds_matter() {
     let model = shared();
     let ask = |seed: u64, t: f32| {
-        ChatRequest::new(vec![Message::user("Describe a summer sale banner in one sentence.")])
-            .max_tokens(24)
-            .temperature(t)
-            .seed(seed)
+        ChatRequest::new(vec![Message::user(
+            "Describe a summer sale banner in one sentence.",
+        )])
+        .max_tokens(24)
+        .temperature(t)
+        .seed(seed)
     };
     let a = model.complete(ask(1, 0.0)).await.unwrap();
     let b = model.complete(ask(2, 0.0)).await.unwrap();

@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use atelier_inference::Error;
-use atelier_inference::llm::{ChatModel, ChatRequest, FinishReason, Message, OpenAiChatModel, OpenAiConfig};
+use atelier_inference::llm::{
+    ChatModel, ChatRequest, FinishReason, Message, OpenAiChatModel, OpenAiConfig,
+};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -12,16 +14,29 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use serde_json::{Value, json};
 
+/// What the server saw of one request: path, authorization header, JSON body.
+type SeenRequest = (String, Option<String>, Value);
+
 #[derive(Clone, Default)]
 struct Seen {
-    requests: Arc<Mutex<Vec<(String, Option<String>, Value)>>>,
+    requests: Arc<Mutex<Vec<SeenRequest>>>,
 }
 
 /// Streams `{"headline": "Sun's out"}` in three chunks, then usage, then [DONE].
-async fn completions(State(seen): State<Seen>, uri: Uri, headers: HeaderMap, body: String) -> impl IntoResponse {
+async fn completions(
+    State(seen): State<Seen>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+) -> impl IntoResponse {
     let body: Value = serde_json::from_str(&body).unwrap();
-    let auth = headers.get("authorization").map(|v| v.to_str().unwrap().to_string());
-    seen.requests.lock().unwrap().push((uri.path().to_string(), auth, body));
+    let auth = headers
+        .get("authorization")
+        .map(|v| v.to_str().unwrap().to_string());
+    seen.requests
+        .lock()
+        .unwrap()
+        .push((uri.path().to_string(), auth, body));
     let chunk = |content: &str, finish: Option<&str>| {
         json!({
             "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "test-model",
@@ -32,7 +47,12 @@ async fn completions(State(seen): State<Seen>, uri: Uri, headers: HeaderMap, bod
         "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "test-model", "choices": [],
         "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
     });
-    let events = [chunk("{\"headline\": ", None), chunk("\"Sun's out\"", None), chunk("}", Some("stop")), usage];
+    let events = [
+        chunk("{\"headline\": ", None),
+        chunk("\"Sun's out\"", None),
+        chunk("}", Some("stop")),
+        usage,
+    ];
     let mut sse = String::new();
     for e in events {
         sse.push_str(&format!("data: {e}\n\n"));
@@ -51,7 +71,9 @@ async fn serve(router: Router) -> String {
 #[tokio::test]
 async fn custom_base_url_is_used_and_structured_output_requested() {
     let seen = Seen::default();
-    let router = Router::new().route("/custom/prefix/v1/chat/completions", post(completions)).with_state(seen.clone());
+    let router = Router::new()
+        .route("/custom/prefix/v1/chat/completions", post(completions))
+        .with_state(seen.clone());
     let base = serve(router).await;
     let model = OpenAiChatModel::new(OpenAiConfig {
         base_url: format!("{base}/custom/prefix/v1"),
@@ -61,11 +83,14 @@ async fn custom_base_url_is_used_and_structured_output_requested() {
     let schema = json!({"type": "object", "properties": {"headline": {"type": "string"}}, "required": ["headline"]});
     let response = model
         .complete(
-            ChatRequest::new(vec![Message::system("JSON only"), Message::user("A summer banner")])
-                .schema(schema)
-                .max_tokens(64)
-                .seed(5)
-                .stop("###"),
+            ChatRequest::new(vec![
+                Message::system("JSON only"),
+                Message::user("A summer banner"),
+            ])
+            .schema(schema)
+            .max_tokens(64)
+            .seed(5)
+            .stop("###"),
         )
         .await
         .unwrap();
@@ -75,7 +100,11 @@ async fn custom_base_url_is_used_and_structured_output_requested() {
     assert_eq!(response.usage.completion_tokens, 3);
 
     let requests = seen.requests.lock().unwrap();
-    assert_eq!(requests.len(), 1, "exactly one request reached the custom base URL");
+    assert_eq!(
+        requests.len(),
+        1,
+        "exactly one request reached the custom base URL"
+    );
     let (path, auth, body) = &requests[0];
     assert_eq!(path, "/custom/prefix/v1/chat/completions");
     assert_eq!(auth.as_deref(), Some("Bearer sk-test"));
@@ -89,14 +118,22 @@ async fn custom_base_url_is_used_and_structured_output_requested() {
     assert_eq!(body["response_format"]["type"], "json_schema");
     let sent_schema = &body["response_format"]["json_schema"]["schema"];
     assert_eq!(sent_schema["properties"]["headline"]["type"], "string");
-    assert!(sent_schema["properties"]["headline"]["maxLength"].is_u64(), "strings are capped");
+    assert!(
+        sent_schema["properties"]["headline"]["maxLength"].is_u64(),
+        "strings are capped"
+    );
 }
 
 #[tokio::test]
 async fn server_errors_become_typed_errors() {
     let router = Router::new().route(
         "/v1/chat/completions",
-        post(|| async { (StatusCode::UNAUTHORIZED, r#"{"error": {"message": "bad key", "type": "auth"}}"#) }),
+        post(|| async {
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"error": {"message": "bad key", "type": "auth"}}"#,
+            )
+        }),
     );
     let base = serve(router).await;
     let model = OpenAiChatModel::new(OpenAiConfig {
@@ -104,17 +141,32 @@ async fn server_errors_become_typed_errors() {
         api_key: "wrong".into(),
         model: "m".into(),
     });
-    let err = model.complete(ChatRequest::new(vec![Message::user("hi")])).await.unwrap_err();
+    let err = model
+        .complete(ChatRequest::new(vec![Message::user("hi")]))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Api { .. }), "{err}");
-    assert!(err.to_string().contains(&base), "the error names the server: {err}");
+    assert!(
+        err.to_string().contains(&base),
+        "the error names the server: {err}"
+    );
 }
 
 #[tokio::test]
 async fn schema_violations_from_a_server_are_caught() {
-    let router = Router::new().route("/v1/chat/completions", post(completions)).with_state(Seen::default());
+    let router = Router::new()
+        .route("/v1/chat/completions", post(completions))
+        .with_state(Seen::default());
     let base = serve(router).await;
-    let model = OpenAiChatModel::new(OpenAiConfig { base_url: format!("{base}/v1"), api_key: String::new(), model: "m".into() });
+    let model = OpenAiChatModel::new(OpenAiConfig {
+        base_url: format!("{base}/v1"),
+        api_key: String::new(),
+        model: "m".into(),
+    });
     let schema = json!({"type": "object", "properties": {"headline": {"type": "integer"}}});
-    let err = model.complete(ChatRequest::new(vec![Message::user("x")]).schema(schema)).await.unwrap_err();
+    let err = model
+        .complete(ChatRequest::new(vec![Message::user("x")]).schema(schema))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::SchemaViolation(_)), "{err}");
 }

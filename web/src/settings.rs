@@ -18,7 +18,11 @@ pub enum SettingsError {
     Parse(String),
     /// A value is out of its allowed range.
     #[error("invalid setting `{key}` = {value}: {allowed}")]
-    Invalid { key: &'static str, value: String, allowed: String },
+    Invalid {
+        key: &'static str,
+        value: String,
+        allowed: String,
+    },
     /// No home directory to put the data or model directories under.
     #[error("cannot find a home directory; set ATELIER_HOME and ATELIER_MODELS")]
     NoHome,
@@ -109,12 +113,18 @@ pub struct Environment {
 impl Environment {
     /// Read the real process environment.
     pub fn from_process() -> Self {
-        let path = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         Environment {
             home: path("ATELIER_HOME"),
             models: path("ATELIER_MODELS"),
             config: path("ATELIER_CONFIG"),
-            overrides: std::env::vars().filter(|(k, _)| k.starts_with("ATELIER__")).collect(),
+            overrides: std::env::vars()
+                .filter(|(k, _)| k.starts_with("ATELIER__"))
+                .collect(),
         }
     }
 }
@@ -124,18 +134,26 @@ impl Settings {
     /// present), then `ATELIER__…` variables; then validate.
     pub fn load(file: Option<&Path>, env: &Environment) -> Result<Self, SettingsError> {
         let mut figment = Figment::from(Toml::string(DEFAULTS));
-        let file = file.map(Path::to_path_buf).or_else(|| env.config.clone()).or_else(|| {
-            let local = PathBuf::from("atelier.toml");
-            local.exists().then_some(local)
-        });
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env.config.clone())
+            .or_else(|| {
+                let local = PathBuf::from("atelier.toml");
+                local.exists().then_some(local)
+            });
         if let Some(file) = file {
             if !file.exists() {
-                return Err(SettingsError::Parse(format!("settings file {} does not exist", file.display())));
+                return Err(SettingsError::Parse(format!(
+                    "settings file {} does not exist",
+                    file.display()
+                )));
             }
             figment = figment.merge(Toml::file_exact(file));
         }
         let figment = figment.merge(EnvOverrides(env.overrides.clone()));
-        let mut settings: Settings = figment.extract().map_err(|e| SettingsError::Parse(describe(e)))?;
+        let mut settings: Settings = figment
+            .extract()
+            .map_err(|e| SettingsError::Parse(describe(e)))?;
         settings.home = match &env.home {
             Some(home) => home.clone(),
             None => directories::ProjectDirs::from("", "", "atelier")
@@ -222,15 +240,18 @@ struct EnvOverrides(Vec<(String, String)>);
 
 impl figment::Provider for EnvOverrides {
     fn metadata(&self) -> figment::Metadata {
-        figment::Metadata::named("environment variable").interpolater(|_, keys| {
-            format!("ATELIER__{}", keys.join("__").to_ascii_uppercase())
-        })
+        figment::Metadata::named("environment variable")
+            .interpolater(|_, keys| format!("ATELIER__{}", keys.join("__").to_ascii_uppercase()))
     }
 
-    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
         let mut dict = figment::value::Dict::new();
         for (name, value) in &self.0 {
-            let Some(rest) = name.strip_prefix("ATELIER__") else { continue };
+            let Some(rest) = name.strip_prefix("ATELIER__") else {
+                continue;
+            };
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
             let value = value
                 .parse::<figment::value::Value>()
@@ -263,7 +284,11 @@ fn insert_path(dict: &mut figment::value::Dict, path: &[String], value: figment:
 }
 
 fn describe(error: figment::Error) -> String {
-    error.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+    error
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]
@@ -275,7 +300,10 @@ mod tests {
             home: Some("/tmp/atelier-home".into()),
             models: Some("/tmp/atelier-models".into()),
             config: None,
-            overrides: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            overrides: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -294,23 +322,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("atelier.toml");
         std::fs::write(&file, "[llm]\nthreads = 2\nparallel = 3\n").unwrap();
-        let settings = Settings::load(Some(&file), &env(&[("ATELIER__LLM__THREADS", "4")])).unwrap();
+        let settings =
+            Settings::load(Some(&file), &env(&[("ATELIER__LLM__THREADS", "4")])).unwrap();
         assert_eq!(settings.llm.threads, 4, "environment wins over the file");
         assert_eq!(settings.llm.parallel, 3, "the file wins over the defaults");
-        let settings =
-            Settings::load(None, &env(&[("ATELIER__LLM__OPENAI__BASE_URL", "http://127.0.0.1:9/v1")])).unwrap();
+        let settings = Settings::load(
+            None,
+            &env(&[("ATELIER__LLM__OPENAI__BASE_URL", "http://127.0.0.1:9/v1")]),
+        )
+        .unwrap();
         assert_eq!(settings.llm.openai.base_url, "http://127.0.0.1:9/v1");
     }
 
     #[test]
     fn out_of_range_value_names_key_value_and_range() {
-        let err = Settings::load(None, &env(&[("ATELIER__LLM__THREADS", "0")])).unwrap_err().to_string();
-        assert!(err.contains("llm.threads") && err.contains('0') && err.contains("1..=256"), "{err}");
+        let err = Settings::load(None, &env(&[("ATELIER__LLM__THREADS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("llm.threads") && err.contains('0') && err.contains("1..=256"),
+            "{err}"
+        );
     }
 
     #[test]
     fn wrong_type_names_the_variable() {
-        let err = Settings::load(None, &env(&[("ATELIER__LLM__THREADS", "many")])).unwrap_err().to_string();
+        let err = Settings::load(None, &env(&[("ATELIER__LLM__THREADS", "many")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ATELIER__LLM__THREADS"), "{err}");
         assert!(err.contains("many"), "{err}");
     }
@@ -320,15 +359,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("atelier.toml");
         std::fs::write(&file, "[llm]\nthread = 2\n").unwrap();
-        let err = Settings::load(Some(&file), &env(&[])).unwrap_err().to_string();
+        let err = Settings::load(Some(&file), &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("thread"), "{err}");
-        let err = Settings::load(None, &env(&[("ATELIER__LLM__BACKEND", "gpt")])).unwrap_err().to_string();
+        let err = Settings::load(None, &env(&[("ATELIER__LLM__BACKEND", "gpt")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("gpt") && err.contains("llama"), "{err}");
     }
 
     #[test]
     fn missing_settings_file_is_an_error() {
-        let err = Settings::load(Some(Path::new("/nonexistent/atelier.toml")), &env(&[])).unwrap_err();
+        let err =
+            Settings::load(Some(Path::new("/nonexistent/atelier.toml")), &env(&[])).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
 }

@@ -21,7 +21,10 @@ fn atelier(home: &Path, models: &Path) -> Command {
             cmd.env_remove(key);
         }
     }
-    cmd.env("ATELIER_HOME", home).env("ATELIER_MODELS", models).current_dir(home).stdin(Stdio::null());
+    cmd.env("ATELIER_HOME", home)
+        .env("ATELIER_MODELS", models)
+        .current_dir(home)
+        .stdin(Stdio::null());
     cmd
 }
 
@@ -37,41 +40,76 @@ fn models_list_shows_every_card_and_its_cache_state() {
     let home = tempfile::tempdir().unwrap();
     let (out, stdout, stderr) = run(atelier(home.path(), home.path()).args(["models", "list"]));
     assert!(out.status.success(), "{stderr}");
-    for name in ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct", "all-minilm-l6-v2"] {
-        let line = stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing:\n{stdout}"));
-        assert!(line.contains(" no "), "nothing is cached in an empty dir: {line}");
+    for name in [
+        "smollm2-135m-instruct",
+        "qwen2.5-coder-0.5b-instruct",
+        "qwen2.5-coder-1.5b-instruct",
+        "all-minilm-l6-v2",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{stdout}"));
+        assert!(
+            line.contains(" no "),
+            "nothing is cached in an empty dir: {line}"
+        );
         assert!(line.contains("Apache-2.0"), "{line}");
     }
-    let (out, stdout, _) = run(atelier(home.path(), home.path()).args(["models", "list", "--json"]));
+    let (out, stdout, _) =
+        run(atelier(home.path(), home.path()).args(["models", "list", "--json"]));
     assert!(out.status.success());
     let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let smol = rows.as_array().unwrap().iter().find(|r| r["name"] == "smollm2-135m-instruct").unwrap();
-    assert_eq!(smol["files"][0]["sha256"], "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
+    let smol = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "smollm2-135m-instruct")
+        .unwrap();
+    assert_eq!(
+        smol["files"][0]["sha256"],
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
     assert_eq!(smol["installed"], false);
 }
 
 #[test]
 fn pulling_an_unknown_model_names_the_known_ones() {
     let home = tempfile::tempdir().unwrap();
-    let (out, _, stderr) = run(atelier(home.path(), home.path()).args(["models", "pull", "gpt-17"]));
+    let (out, _, stderr) =
+        run(atelier(home.path(), home.path()).args(["models", "pull", "gpt-17"]));
     assert!(!out.status.success());
     assert!(stderr.contains("unknown model `gpt-17`"), "{stderr}");
     assert!(stderr.contains("smollm2-135m-instruct"), "{stderr}");
-    assert!(std::fs::read_dir(home.path()).unwrap().next().is_none(), "nothing was written");
+    assert!(
+        std::fs::read_dir(home.path()).unwrap().next().is_none(),
+        "nothing was written"
+    );
 }
 
 #[test]
 fn invalid_settings_fail_at_start_with_key_value_and_range() {
     let home = tempfile::tempdir().unwrap();
-    let (out, _, stderr) =
-        run(atelier(home.path(), home.path()).env("ATELIER__LLM__PARALLEL", "0").args(["models", "list"]));
+    let (out, _, stderr) = run(atelier(home.path(), home.path())
+        .env("ATELIER__LLM__PARALLEL", "0")
+        .args(["models", "list"]));
     assert!(!out.status.success());
-    assert!(stderr.contains("llm.parallel") && stderr.contains("1..=64"), "{stderr}");
+    assert!(
+        stderr.contains("llm.parallel") && stderr.contains("1..=64"),
+        "{stderr}"
+    );
 
-    std::fs::write(home.path().join("atelier.toml"), "[llm]\nbackend = \"gpt\"\n").unwrap();
+    std::fs::write(
+        home.path().join("atelier.toml"),
+        "[llm]\nbackend = \"gpt\"\n",
+    )
+    .unwrap();
     let (out, _, stderr) = run(atelier(home.path(), home.path()).args(["models", "list"]));
     assert!(!out.status.success());
-    assert!(stderr.contains("gpt") && stderr.contains("atelier.toml"), "{stderr}");
+    assert!(
+        stderr.contains("gpt") && stderr.contains("atelier.toml"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -90,27 +128,47 @@ fn an_interrupted_pull_leaves_nothing_half_written_and_the_next_pull_succeeds() 
     // Kill it while it writes the model file.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let writing = std::fs::read_dir(&model_dir).ok().into_iter().flatten().flatten().any(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.starts_with(".partial-SmolLM2") && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
-        });
+        let writing = std::fs::read_dir(&model_dir)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.starts_with(".partial-SmolLM2")
+                    && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
+            });
         if writing {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the pull ended before it could be interrupted");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the pull ended before it could be interrupted"
+        );
         assert!(Instant::now() < deadline, "the pull never started writing");
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!final_file.exists(), "a killed pull must not leave the model file");
+    assert!(
+        !final_file.exists(),
+        "a killed pull must not leave the model file"
+    );
 
-    let (out, _, stderr) = run(atelier(home.path(), cache.path()).args(["models", "pull", "smollm2"]));
+    let (out, _, stderr) =
+        run(atelier(home.path(), cache.path()).args(["models", "pull", "smollm2"]));
     assert!(out.status.success(), "{stderr}");
     assert_eq!(std::fs::metadata(&final_file).unwrap().len(), 98_362_432);
-    let names: Vec<String> =
-        std::fs::read_dir(&model_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
-    assert_eq!(names, vec!["SmolLM2-135M-Instruct.Q4_1.gguf".to_string()], "leftovers were swept");
+    let names: Vec<String> = std::fs::read_dir(&model_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["SmolLM2-135M-Instruct.Q4_1.gguf".to_string()],
+        "leftovers were swept"
+    );
 }
 
 #[test]
@@ -128,11 +186,16 @@ fn chat_with_a_schema_prints_one_valid_json_value() {
     std::fs::write(&schema_path, schema.to_string()).unwrap();
     let (out, stdout, stderr) = run(atelier(home.path(), &models_dir())
         .env("ATELIER__LLM__MODEL", "smollm2")
-        .args(["chat", "A headline and palette for a summer sale banner", "--schema"])
+        .args([
+            "chat",
+            "A headline and palette for a summer sale banner",
+            "--schema",
+        ])
         .arg(&schema_path)
         .args(["--seed", "3", "--max-tokens", "200"]));
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
-    let value: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let value: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert!(jsonschema::is_valid(&schema, &value), "{value}");
 }
 
@@ -141,18 +204,32 @@ fn chat_streams_plain_text_and_reports_stats() {
     let home = tempfile::tempdir().unwrap();
     let (out, stdout, stderr) = run(atelier(home.path(), &models_dir())
         .env("ATELIER__LLM__MODEL", "smollm2")
-        .args(["chat", "Say hello to Atelier's users.", "--max-tokens", "16", "--stats"]));
+        .args([
+            "chat",
+            "Say hello to Atelier's users.",
+            "--max-tokens",
+            "16",
+            "--stats",
+        ]));
     assert!(out.status.success(), "{stderr}");
     assert!(!stdout.trim().is_empty());
-    assert!(stderr.contains("generated") && stderr.contains("tok/s"), "{stderr}");
+    assert!(
+        stderr.contains("generated") && stderr.contains("tok/s"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn chat_with_a_model_that_is_not_pulled_says_how_to_get_it() {
     let home = tempfile::tempdir().unwrap();
-    let (out, _, stderr) = run(atelier(home.path(), home.path()).env("ATELIER__LLM__MODEL", "qwen1.5b").args(["chat", "hi"]));
+    let (out, _, stderr) = run(atelier(home.path(), home.path())
+        .env("ATELIER__LLM__MODEL", "qwen1.5b")
+        .args(["chat", "hi"]));
     assert!(!out.status.success());
-    assert!(stderr.contains("atelier models pull qwen2.5-coder-1.5b-instruct"), "{stderr}");
+    assert!(
+        stderr.contains("atelier models pull qwen2.5-coder-1.5b-instruct"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -160,7 +237,12 @@ fn chat_rejects_a_bad_schema_file_before_loading_anything() {
     let home = tempfile::tempdir().unwrap();
     let schema_path = home.path().join("bad.json");
     std::fs::write(&schema_path, "{ not json").unwrap();
-    let (out, _, stderr) = run(atelier(home.path(), home.path()).args(["chat", "hi", "--schema"]).arg(&schema_path));
+    let (out, _, stderr) = run(atelier(home.path(), home.path())
+        .args(["chat", "hi", "--schema"])
+        .arg(&schema_path));
     assert!(!out.status.success());
-    assert!(stderr.contains("bad.json") && stderr.contains("not valid JSON"), "{stderr}");
+    assert!(
+        stderr.contains("bad.json") && stderr.contains("not valid JSON"),
+        "{stderr}"
+    );
 }

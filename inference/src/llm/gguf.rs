@@ -33,10 +33,19 @@ pub struct GgufInfo {
 
 /// Read the header of `path` and check that the file holds all of its tensor data.
 pub fn check_gguf(path: &Path) -> Result<GgufInfo> {
-    let fail = |reason: String| Error::InvalidGguf { path: path.to_path_buf(), reason };
+    let fail = |reason: String| Error::InvalidGguf {
+        path: path.to_path_buf(),
+        reason,
+    };
     let file = File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let file_size = file.metadata().map_err(|e| fail(format!("cannot stat: {e}")))?.len();
-    let mut r = Reader { inner: BufReader::new(file), file_size };
+    let file_size = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot stat: {e}")))?
+        .len();
+    let mut r = Reader {
+        inner: BufReader::new(file),
+        file_size,
+    };
     let info = r.read_header().map_err(fail)?;
     if info.required_size > file_size {
         return Err(fail(format!(
@@ -57,7 +66,9 @@ type R<T> = std::result::Result<T, String>;
 impl Reader {
     fn bytes<const N: usize>(&mut self) -> R<[u8; N]> {
         let mut buf = [0u8; N];
-        self.inner.read_exact(&mut buf).map_err(|_| "unexpected end of file in the header".to_string())?;
+        self.inner
+            .read_exact(&mut buf)
+            .map_err(|_| "unexpected end of file in the header".to_string())?;
         Ok(buf)
     }
     fn u32(&mut self) -> R<u32> {
@@ -80,20 +91,26 @@ impl Reader {
     fn string(&mut self) -> R<String> {
         let len = self.u64()?;
         if len > MAX_STRING {
-            return Err(format!("string of {len} bytes in the header is implausible"));
+            return Err(format!(
+                "string of {len} bytes in the header is implausible"
+            ));
         }
         let pos = self.pos()?;
         if pos.saturating_add(len) > self.file_size {
             return Err("unexpected end of file in the header".into());
         }
         let mut buf = vec![0u8; len as usize];
-        self.inner.read_exact(&mut buf).map_err(|_| "unexpected end of file".to_string())?;
+        self.inner
+            .read_exact(&mut buf)
+            .map_err(|_| "unexpected end of file".to_string())?;
         String::from_utf8(buf).map_err(|_| "a header string is not UTF-8".to_string())
     }
     fn skip_string(&mut self) -> R<()> {
         let len = self.u64()?;
         if len > MAX_STRING {
-            return Err(format!("string of {len} bytes in the header is implausible"));
+            return Err(format!(
+                "string of {len} bytes in the header is implausible"
+            ));
         }
         self.skip(len)
     }
@@ -132,13 +149,19 @@ impl Reader {
     }
 
     fn read_header(&mut self) -> R<GgufInfo> {
-        let magic: [u8; 4] = self.bytes().map_err(|_| "file is shorter than a GGUF header".to_string())?;
+        let magic: [u8; 4] = self
+            .bytes()
+            .map_err(|_| "file is shorter than a GGUF header".to_string())?;
         if &magic != MAGIC {
-            return Err(format!("not a GGUF file (magic {magic:02x?}, expected \"GGUF\")"));
+            return Err(format!(
+                "not a GGUF file (magic {magic:02x?}, expected \"GGUF\")"
+            ));
         }
         let version = self.u32()?;
         if !(2..=3).contains(&version) {
-            return Err(format!("unsupported GGUF version {version} (2 and 3 are supported)"));
+            return Err(format!(
+                "unsupported GGUF version {version} (2 and 3 are supported)"
+            ));
         }
         let tensors = self.u64()?;
         let metadata = self.u64()?;
@@ -302,10 +325,20 @@ mod tests {
     fn wrong_magic_and_version_are_rejected() {
         let mut bytes = tiny_gguf();
         bytes[0] = b'X';
-        assert!(check_gguf(write(&bytes).path()).unwrap_err().to_string().contains("not a GGUF"));
+        assert!(
+            check_gguf(write(&bytes).path())
+                .unwrap_err()
+                .to_string()
+                .contains("not a GGUF")
+        );
         let mut bytes = tiny_gguf();
         bytes[4] = 99;
-        assert!(check_gguf(write(&bytes).path()).unwrap_err().to_string().contains("version"));
+        assert!(
+            check_gguf(write(&bytes).path())
+                .unwrap_err()
+                .to_string()
+                .contains("version")
+        );
         assert!(check_gguf(write(b"").path()).is_err());
     }
 

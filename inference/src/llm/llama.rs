@@ -79,16 +79,25 @@ impl LlamaConfig {
     fn validate(&self) -> Result<()> {
         let invalid = |field, reason: String| Err(Error::InvalidRequest { field, reason });
         if !(256..=131_072).contains(&self.context_size) {
-            return invalid("context_size", format!("{} is outside 256..=131072", self.context_size));
+            return invalid(
+                "context_size",
+                format!("{} is outside 256..=131072", self.context_size),
+            );
         }
         if !(1..=64).contains(&self.parallel) {
             return invalid("parallel", format!("{} is outside 1..=64", self.parallel));
         }
         if !(1..=256).contains(&self.threads) || !(1..=256).contains(&self.threads_batch) {
-            return invalid("threads", "threads and threads_batch must be in 1..=256".into());
+            return invalid(
+                "threads",
+                "threads and threads_batch must be in 1..=256".into(),
+            );
         }
         if !(16..=8192).contains(&self.batch_size) {
-            return invalid("batch_size", format!("{} is outside 16..=8192", self.batch_size));
+            return invalid(
+                "batch_size",
+                format!("{} is outside 16..=8192", self.batch_size),
+            );
         }
         Ok(())
     }
@@ -103,7 +112,10 @@ fn backend() -> Result<&'static LlamaBackend> {
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|e| Error::Llama { action: "initialise its backend", detail: e.clone() })
+        .map_err(|e| Error::Llama {
+            action: "initialise its backend",
+            detail: e.clone(),
+        })
 }
 
 /// Context creation mutates shared model state in llama.cpp: one at a time, process-wide.
@@ -144,14 +156,20 @@ impl LlamaChatModel {
         super::gguf::check_gguf(&config.model_path)?;
         let backend = backend()?;
         let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
-        let model = LlamaModel::load_from_file(backend, &config.model_path, &params).map_err(|e| {
-            Error::Llama { action: "load the model", detail: format!("{}: {e}", config.model_path.display()) }
-        })?;
+        let model =
+            LlamaModel::load_from_file(backend, &config.model_path, &params).map_err(|e| {
+                Error::Llama {
+                    action: "load the model",
+                    detail: format!("{}: {e}", config.model_path.display()),
+                }
+            })?;
         let model = Arc::new(model);
         let template = model.chat_template(None).or_else(|_| {
             tracing::warn!(model = %config.name, "GGUF has no chat template; using ChatML");
-            LlamaChatTemplate::new("chatml")
-                .map_err(|e| Error::Llama { action: "build a chat template", detail: e.to_string() })
+            LlamaChatTemplate::new("chatml").map_err(|e| Error::Llama {
+                action: "build a chat template",
+                detail: e.to_string(),
+            })
         })?;
         let context_size = config.context_size.min(model.n_ctx_train().max(256));
 
@@ -166,11 +184,15 @@ impl LlamaChatModel {
             let handle = std::thread::Builder::new()
                 .name(format!("llama-{index}"))
                 .spawn(move || worker(model, cfg, context_size, jobs_rx, ready_tx))
-                .map_err(|e| Error::Llama { action: "start a worker thread", detail: e.to_string() })?;
+                .map_err(|e| Error::Llama {
+                    action: "start a worker thread",
+                    detail: e.to_string(),
+                })?;
             workers.push(handle);
-            ready_rx
-                .recv()
-                .map_err(|_| Error::Llama { action: "create a context", detail: "worker died".into() })??;
+            ready_rx.recv().map_err(|_| Error::Llama {
+                action: "create a context",
+                detail: "worker died".into(),
+            })??;
         }
         tracing::info!(model = %config.name, workers = workers.len(), context_size, "llama.cpp model ready");
         Ok(LlamaChatModel {
@@ -190,7 +212,10 @@ impl LlamaChatModel {
 
     /// Number of tokens `text` takes.
     pub fn count_tokens(&self, text: &str) -> usize {
-        self.model.vocab().tokenize(text.as_bytes(), false, true).len()
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, true)
+            .len()
     }
 
     /// The prompt the chat template makes of `messages`, ending with the assistant's turn.
@@ -199,10 +224,16 @@ impl LlamaChatModel {
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::InvalidRequest { field: "messages", reason: e.to_string() })?;
+            .map_err(|e| Error::InvalidRequest {
+                field: "messages",
+                reason: e.to_string(),
+            })?;
         self.model
             .apply_chat_template(&self.template, &chat, true)
-            .map_err(|e| Error::Llama { action: "apply the chat template", detail: e.to_string() })
+            .map_err(|e| Error::Llama {
+                action: "apply the chat template",
+                detail: e.to_string(),
+            })
     }
 }
 
@@ -232,9 +263,17 @@ impl ChatModel for LlamaChatModel {
             None => None,
         };
         let (tx, rx) = tmpsc::channel(64);
-        let job = Job { prompt, grammar, request, tx };
+        let job = Job {
+            prompt,
+            grammar,
+            request,
+            tx,
+        };
         let jobs = self.jobs.lock().map_err(|_| Error::BackendStopped)?;
-        jobs.as_ref().ok_or(Error::BackendStopped)?.send(job).map_err(|_| Error::BackendStopped)?;
+        jobs.as_ref()
+            .ok_or(Error::BackendStopped)?
+            .send(job)
+            .map_err(|_| Error::BackendStopped)?;
         Ok(Box::pin(ReceiverStream::new(rx)))
     }
 }
@@ -242,7 +281,8 @@ impl ChatModel for LlamaChatModel {
 /// GBNF grammar for a JSON schema, with unbounded strings and arrays capped.
 pub(crate) fn schema_grammar(schema: &serde_json::Value) -> Result<String> {
     let prepared = prepare_schema(schema);
-    llama_cpp_2::json_schema_to_grammar(&prepared.to_string()).map_err(|e| Error::Schema(e.to_string()))
+    llama_cpp_2::json_schema_to_grammar(&prepared.to_string())
+        .map_err(|e| Error::Schema(e.to_string()))
 }
 
 /// One worker: owns a context and serves jobs until the channel closes.
@@ -290,7 +330,11 @@ fn worker(
     }
 }
 
-fn create_context<'m>(model: &'m LlamaModel, config: &LlamaConfig, n_ctx: u32) -> Result<LlamaContext<'m>> {
+fn create_context<'m>(
+    model: &'m LlamaModel,
+    config: &LlamaConfig,
+    n_ctx: u32,
+) -> Result<LlamaContext<'m>> {
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
         .with_n_batch(config.batch_size)
@@ -301,10 +345,12 @@ fn create_context<'m>(model: &'m LlamaModel, config: &LlamaConfig, n_ctx: u32) -
         action: "create a context",
         detail: "context lock poisoned".into(),
     })?;
-    model.new_context(backend()?, params).map_err(|e| Error::Llama {
-        action: "create a context",
-        detail: format!("{e} (context size {n_ctx})"),
-    })
+    model
+        .new_context(backend()?, params)
+        .map_err(|e| Error::Llama {
+            action: "create a context",
+            detail: format!("{e} (context size {n_ctx})"),
+        })
 }
 
 struct WorkerState<'m> {
@@ -317,19 +363,31 @@ struct WorkerState<'m> {
 }
 
 fn decode_err(e: impl std::fmt::Display) -> Error {
-    Error::Llama { action: "decode", detail: e.to_string() }
+    Error::Llama {
+        action: "decode",
+        detail: e.to_string(),
+    }
 }
 
 impl WorkerState<'_> {
     /// Serve one job; returns the final `Done` delta (text deltas are sent as they come).
     fn run(&mut self, job: Job) -> Result<ChatDelta> {
-        let Job { prompt, grammar, request, tx } = job;
+        let Job {
+            prompt,
+            grammar,
+            request,
+            tx,
+        } = job;
         let cancelled = || request.cancel.is_cancelled() || tx.is_closed();
         let vocab = self.model.vocab();
         let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
         let n_ctx = self.ctx.n_ctx();
         if tokens.is_empty() || tokens.len() + 1 > n_ctx as usize {
-            return Err(Error::PromptTooLong { tokens: tokens.len(), n_ctx, max_tokens: 1 });
+            return Err(Error::PromptTooLong {
+                tokens: tokens.len(),
+                n_ctx,
+                max_tokens: 1,
+            });
         }
         let started = std::time::Instant::now();
         let cached_tokens = self.reuse_prefix(&tokens)?;
@@ -342,7 +400,10 @@ impl WorkerState<'_> {
         let rest = tokens[cached_tokens..].to_vec();
         for (i, chunk) in rest.chunks(self.batch_size).enumerate() {
             if cancelled() {
-                return Ok(ChatDelta::Done { finish_reason: FinishReason::Cancelled, usage });
+                return Ok(ChatDelta::Done {
+                    finish_reason: FinishReason::Cancelled,
+                    usage,
+                });
             }
             let last_chunk = (i + 1) * self.batch_size >= rest.len();
             self.decode(chunk, last_chunk)?;
@@ -393,19 +454,30 @@ impl WorkerState<'_> {
         if !tail.is_empty() && finish != FinishReason::Cancelled {
             let _ = tx.blocking_send(Ok(ChatDelta::Text(tail)));
         }
-        Ok(ChatDelta::Done { finish_reason: finish, usage })
+        Ok(ChatDelta::Done {
+            finish_reason: finish,
+            usage,
+        })
     }
 
     /// Keep the longest cached prefix of `tokens` (always leaving one token to decode, whose
     /// logits start generation); returns how many prompt tokens need no decoding.
     fn reuse_prefix(&mut self, tokens: &[LlamaToken]) -> Result<usize> {
-        let common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        let common = self
+            .cached
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
         let keep = common.min(tokens.len() - 1);
         if keep < self.cached.len() {
             let removed = self
                 .ctx
                 .clear_kv_cache_seq(Some(0), Some(keep as u32), None)
-                .map_err(|e| Error::Llama { action: "trim the KV cache", detail: e.to_string() })?;
+                .map_err(|e| Error::Llama {
+                    action: "trim the KV cache",
+                    detail: e.to_string(),
+                })?;
             if !removed {
                 self.ctx.clear_kv_cache();
                 self.cached.clear();
@@ -422,7 +494,9 @@ impl WorkerState<'_> {
         let start = self.cached.len();
         for (i, &token) in tokens.iter().enumerate() {
             let last = i + 1 == tokens.len();
-            self.batch.add(token, (start + i) as i32, &[0], logits && last).map_err(decode_err)?;
+            self.batch
+                .add(token, (start + i) as i32, &[0], logits && last)
+                .map_err(decode_err)?;
         }
         self.ctx.decode(&mut self.batch).map_err(decode_err)?;
         self.cached.extend_from_slice(tokens);
@@ -431,14 +505,23 @@ impl WorkerState<'_> {
 
     /// Pick the next token: the chain samples unconstrained; the grammar checks just that
     /// token and constrains the whole vocabulary only when it rejects it.
-    fn sample(&self, idx: i32, chain: &mut LlamaSampler, grammar: Option<&mut LlamaSampler>) -> LlamaToken {
+    fn sample(
+        &self,
+        idx: i32,
+        chain: &mut LlamaSampler,
+        grammar: Option<&mut LlamaSampler>,
+    ) -> LlamaToken {
         let mut candidates = self.ctx.token_data_array_ith(idx);
         chain.apply(&mut candidates);
         let mut token = candidates.selected_token().unwrap_or(LlamaToken(0));
         if let Some(grammar) = grammar {
-            let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
+            let mut single =
+                LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
             grammar.apply(&mut single);
-            let rejected = single.data.first().is_none_or(|d| d.logit() == f32::NEG_INFINITY);
+            let rejected = single
+                .data
+                .first()
+                .is_none_or(|d| d.logit() == f32::NEG_INFINITY);
             if rejected {
                 let mut candidates = self.ctx.token_data_array_ith(idx);
                 grammar.apply(&mut candidates);

@@ -71,15 +71,24 @@ pub struct Message {
 impl Message {
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        Message { role: Role::System, content: content.into() }
+        Message {
+            role: Role::System,
+            content: content.into(),
+        }
     }
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Message { role: Role::User, content: content.into() }
+        Message {
+            role: Role::User,
+            content: content.into(),
+        }
     }
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
-        Message { role: Role::Assistant, content: content.into() }
+        Message {
+            role: Role::Assistant,
+            content: content.into(),
+        }
     }
 }
 
@@ -160,18 +169,28 @@ impl ChatRequest {
             );
         }
         if !self.temperature.is_finite() || !(0.0..=2.0).contains(&self.temperature) {
-            return invalid("temperature", format!("{} is outside 0.0..=2.0", self.temperature));
+            return invalid(
+                "temperature",
+                format!("{} is outside 0.0..=2.0", self.temperature),
+            );
         }
         if self.stop.len() > MAX_STOPS {
-            return invalid("stop", format!("{} stop strings; at most {MAX_STOPS}", self.stop.len()));
+            return invalid(
+                "stop",
+                format!("{} stop strings; at most {MAX_STOPS}", self.stop.len()),
+            );
         }
-        if let Some(s) = self.stop.iter().find(|s| s.is_empty() || s.len() > MAX_STOP_LEN) {
+        if let Some(s) = self
+            .stop
+            .iter()
+            .find(|s| s.is_empty() || s.len() > MAX_STOP_LEN)
+        {
             return invalid("stop", format!("{s:?} must be 1..={MAX_STOP_LEN} bytes"));
         }
-        if let Some(schema) = &self.schema {
-            if !schema.is_object() {
-                return invalid("schema", "must be a JSON object (a JSON schema)".into());
-            }
+        if let Some(schema) = &self.schema
+            && !schema.is_object()
+        {
+            return invalid("schema", "must be a JSON object (a JSON schema)".into());
         }
         Ok(())
     }
@@ -210,7 +229,10 @@ pub enum ChatDelta {
     /// More text of the answer.
     Text(String),
     /// The end: why, and the token counts. Always the last item of a successful stream.
-    Done { finish_reason: FinishReason, usage: Usage },
+    Done {
+        finish_reason: FinishReason,
+        usage: Usage,
+    },
 }
 
 /// The stream of a chat answer.
@@ -245,11 +267,18 @@ pub trait ChatModel: Send + Sync {
         while let Some(item) = stream.next().await {
             match item? {
                 ChatDelta::Text(t) => text.push_str(&t),
-                ChatDelta::Done { finish_reason, usage } => {
+                ChatDelta::Done {
+                    finish_reason,
+                    usage,
+                } => {
                     if let (Some(schema), FinishReason::Stop) = (&schema, finish_reason) {
                         validate_against(schema, &text)?;
                     }
-                    return Ok(ChatResponse { text, finish_reason, usage });
+                    return Ok(ChatResponse {
+                        text,
+                        finish_reason,
+                        usage,
+                    });
                 }
             }
         }
@@ -267,11 +296,21 @@ mod tests {
         assert!(ok.validate().is_ok());
         let err = ok.clone().max_tokens(0).validate().unwrap_err().to_string();
         assert!(err.contains("max_tokens"), "{err}");
-        let err = ok.clone().temperature(f32::NAN).validate().unwrap_err().to_string();
+        let err = ok
+            .clone()
+            .temperature(f32::NAN)
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("temperature"), "{err}");
         let err = ok.clone().stop("").validate().unwrap_err().to_string();
         assert!(err.contains("stop"), "{err}");
-        let err = ok.clone().schema(serde_json::json!(3)).validate().unwrap_err().to_string();
+        let err = ok
+            .clone()
+            .schema(serde_json::json!(3))
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("schema"), "{err}");
         let err = ChatRequest::new(vec![]).validate().unwrap_err().to_string();
         assert!(err.contains("messages"), "{err}");

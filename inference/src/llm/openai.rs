@@ -38,20 +38,30 @@ impl OpenAiChatModel {
         let api = OpenAIConfig::new()
             .with_api_base(config.base_url.trim_end_matches('/'))
             .with_api_key(config.api_key.clone());
-        OpenAiChatModel { client: Client::with_config(api), config }
+        OpenAiChatModel {
+            client: Client::with_config(api),
+            config,
+        }
     }
 
     fn api_error(&self, detail: impl std::fmt::Display) -> Error {
-        Error::Api { base_url: self.config.base_url.clone(), detail: detail.to_string() }
+        Error::Api {
+            base_url: self.config.base_url.clone(),
+            detail: detail.to_string(),
+        }
     }
 
+    // `seed` is deprecated by OpenAI but honoured by llama.cpp's server, vLLM and others.
+    #[allow(deprecated)]
     fn build_request(&self, request: &ChatRequest) -> CreateChatCompletionRequest {
         let messages = request
             .messages
             .iter()
             .map(|m| -> ChatCompletionRequestMessage {
                 match m.role {
-                    Role::System => ChatCompletionRequestSystemMessage::from(m.content.as_str()).into(),
+                    Role::System => {
+                        ChatCompletionRequestSystemMessage::from(m.content.as_str()).into()
+                    }
                     Role::User => ChatCompletionRequestUserMessage::from(m.content.as_str()).into(),
                     Role::Assistant => {
                         ChatCompletionRequestAssistantMessage::from(m.content.as_str()).into()
@@ -59,23 +69,30 @@ impl OpenAiChatModel {
                 }
             })
             .collect();
-        let response_format = request.schema.as_ref().map(|schema| ResponseFormat::JsonSchema {
-            json_schema: ResponseFormatJsonSchema {
-                description: None,
-                name: "answer".into(),
-                schema: prepare_schema(schema),
-                strict: Some(true),
-            },
-        });
+        let response_format = request
+            .schema
+            .as_ref()
+            .map(|schema| ResponseFormat::JsonSchema {
+                json_schema: ResponseFormatJsonSchema {
+                    description: None,
+                    name: "answer".into(),
+                    schema: prepare_schema(schema),
+                    strict: Some(true),
+                },
+            });
         CreateChatCompletionRequest {
             messages,
             model: self.config.model.clone(),
             max_completion_tokens: Some(request.max_tokens),
             temperature: Some(request.temperature),
             seed: Some(request.seed as i64),
-            stop: (!request.stop.is_empty()).then(|| StopConfiguration::StringArray(request.stop.clone())),
+            stop: (!request.stop.is_empty())
+                .then(|| StopConfiguration::StringArray(request.stop.clone())),
             response_format,
-            stream_options: Some(ChatCompletionStreamOptions { include_usage: Some(true), ..Default::default() }),
+            stream_options: Some(ChatCompletionStreamOptions {
+                include_usage: Some(true),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -120,14 +137,16 @@ impl ChatModel for OpenAiChatModel {
                 if let Some(u) = chunk.usage {
                     usage.prompt_tokens = u.prompt_tokens;
                     usage.completion_tokens = u.completion_tokens;
-                    usage.cached_tokens =
-                        u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0);
+                    usage.cached_tokens = u
+                        .prompt_tokens_details
+                        .and_then(|d| d.cached_tokens)
+                        .unwrap_or(0);
                 }
                 for choice in chunk.choices {
-                    if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
-                        if tx.send(Ok(ChatDelta::Text(text))).await.is_err() {
-                            return;
-                        }
+                    if let Some(text) = choice.delta.content.filter(|t| !t.is_empty())
+                        && tx.send(Ok(ChatDelta::Text(text))).await.is_err()
+                    {
+                        return;
                     }
                     if let Some(reason) = choice.finish_reason {
                         finish = match reason {
@@ -137,7 +156,12 @@ impl ChatModel for OpenAiChatModel {
                     }
                 }
             }
-            let _ = tx.send(Ok(ChatDelta::Done { finish_reason: finish, usage })).await;
+            let _ = tx
+                .send(Ok(ChatDelta::Done {
+                    finish_reason: finish,
+                    usage,
+                }))
+                .await;
         });
         Ok(stream)
     }

@@ -36,7 +36,9 @@ fn cap_object(map: &mut Map<String, Value>) {
         Some(Value::Array(ts)) => ts.iter().any(|t| t == want),
         _ => false,
     };
-    let constrained = ["enum", "const", "pattern", "format"].iter().any(|k| map.contains_key(*k));
+    let constrained = ["enum", "const", "pattern", "format"]
+        .iter()
+        .any(|k| map.contains_key(*k));
     if is_type(map, "string") && !constrained && !map.contains_key("maxLength") {
         map.insert("maxLength".into(), DEFAULT_MAX_STRING.into());
     }
@@ -49,8 +51,8 @@ fn cap_object(map: &mut Map<String, Value>) {
 pub fn validate_against(schema: &Value, text: &str) -> Result<Value> {
     let value: Value = serde_json::from_str(text.trim())
         .map_err(|e| Error::SchemaViolation(format!("not valid JSON ({e}): {}", clip(text))))?;
-    let validator =
-        jsonschema::validator_for(schema).map_err(|e| Error::Schema(format!("invalid schema: {e}")))?;
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| Error::Schema(format!("invalid schema: {e}")))?;
     let problems: Vec<String> = validator
         .iter_errors(&value)
         .take(3)
@@ -92,16 +94,24 @@ mod tests {
         assert_eq!(capped["properties"]["b"]["maxLength"], 5);
         assert!(capped["properties"]["c"].get("maxLength").is_none());
         assert_eq!(capped["properties"]["d"]["maxItems"], DEFAULT_MAX_ITEMS);
-        assert_eq!(capped["properties"]["d"]["items"]["maxLength"], DEFAULT_MAX_STRING);
+        assert_eq!(
+            capped["properties"]["d"]["items"]["maxLength"],
+            DEFAULT_MAX_STRING
+        );
     }
 
     #[test]
     fn validation_reports_where_and_why() {
-        let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
+        let schema =
+            json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
         assert!(validate_against(&schema, r#" {"n": 3} "#).is_ok());
-        let err = validate_against(&schema, r#"{"n": "three"}"#).unwrap_err().to_string();
+        let err = validate_against(&schema, r#"{"n": "three"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/n"), "{err}");
-        let err = validate_against(&schema, r#"{"n": 3"#).unwrap_err().to_string();
+        let err = validate_against(&schema, r#"{"n": 3"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not valid JSON"), "{err}");
     }
 }

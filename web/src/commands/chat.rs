@@ -17,8 +17,12 @@ pub async fn run(settings: &Settings, args: ChatArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("reading the schema file {}", path.display()))?;
             let schema: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("the schema file {} is not valid JSON", path.display()))?;
-            jsonschema::validator_for(&schema)
-                .map_err(|e| anyhow::anyhow!("the schema file {} is not a valid JSON schema: {e}", path.display()))?;
+            jsonschema::validator_for(&schema).map_err(|e| {
+                anyhow::anyhow!(
+                    "the schema file {} is not a valid JSON schema: {e}",
+                    path.display()
+                )
+            })?;
             Some(schema)
         }
         None => None,
@@ -29,7 +33,9 @@ pub async fn run(settings: &Settings, args: ChatArgs) -> anyhow::Result<()> {
     if let Some(system) = &args.system {
         messages.push(Message::system(system.clone()));
     } else if schema.is_some() {
-        messages.push(Message::system("Answer with one JSON value that follows the requested structure."));
+        messages.push(Message::system(
+            "Answer with one JSON value that follows the requested structure.",
+        ));
     }
     messages.push(Message::user(args.text.clone()));
     let cancel = CancellationToken::new();
@@ -64,15 +70,19 @@ pub async fn run(settings: &Settings, args: ChatArgs) -> anyhow::Result<()> {
                 }
                 text.push_str(&delta);
             }
-            ChatDelta::Done { finish_reason, usage } => done = Some((finish_reason, usage)),
+            ChatDelta::Done {
+                finish_reason,
+                usage,
+            } => done = Some((finish_reason, usage)),
         }
     }
     let (finish, usage) = done.context("the model stopped without finishing its answer")?;
     if let Some(schema) = &schema {
         if finish != FinishReason::Stop {
+            let shown: String = text.chars().take(300).collect();
             anyhow::bail!(
                 "the answer ended early ({finish:?}) after {} tokens, before the JSON value was complete; \
-                 raise --max-tokens",
+                 raise --max-tokens. It began: {shown}",
                 usage.completion_tokens
             );
         }
@@ -82,7 +92,13 @@ pub async fn run(settings: &Settings, args: ChatArgs) -> anyhow::Result<()> {
         writeln!(stdout)?;
     }
     if args.stats {
-        let rate = |tokens: u32, us: u64| if us == 0 { 0.0 } else { tokens as f64 * 1e6 / us as f64 };
+        let rate = |tokens: u32, us: u64| {
+            if us == 0 {
+                0.0
+            } else {
+                tokens as f64 * 1e6 / us as f64
+            }
+        };
         eprintln!(
             "[{}] prompt {} tokens ({} cached, {:.1} tok/s), generated {} tokens ({:.1} tok/s), finish: {:?}",
             model.name(),

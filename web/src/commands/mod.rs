@@ -7,7 +7,9 @@ mod models;
 use std::sync::Arc;
 
 use anyhow::Context;
-use atelier_inference::llm::{ChatModel, LlamaChatModel, LlamaConfig, OpenAiChatModel, OpenAiConfig};
+use atelier_inference::llm::{
+    ChatModel, LlamaChatModel, LlamaConfig, OpenAiChatModel, OpenAiConfig,
+};
 use atelier_inference::models::Catalog;
 
 use crate::cli::{BenchCommand, Cli, Command, ModelsCommand};
@@ -45,7 +47,12 @@ fn toml_of(settings: &Settings) -> anyhow::Result<String> {
 
 /// Load the llama.cpp model named `name` (card name or alias) with the settings' runtime
 /// options; `parallel` overrides the worker count.
-pub async fn load_llama(settings: &Settings, name: &str, parallel: usize, threads: Option<u32>) -> anyhow::Result<LlamaChatModel> {
+pub async fn load_llama(
+    settings: &Settings,
+    name: &str,
+    parallel: usize,
+    threads: Option<u32>,
+) -> anyhow::Result<LlamaChatModel> {
     let catalog = Catalog::builtin()?;
     let card = catalog.get(name)?;
     let path = card.installed_path(&settings.models_dir)?;
@@ -67,7 +74,11 @@ pub async fn load_llama(settings: &Settings, name: &str, parallel: usize, thread
 }
 
 /// The chat model the settings choose; `model` overrides the configured name.
-pub async fn chat_model(settings: &Settings, model: Option<&str>, parallel: usize) -> anyhow::Result<Arc<dyn ChatModel>> {
+pub async fn chat_model(
+    settings: &Settings,
+    model: Option<&str>,
+    parallel: usize,
+) -> anyhow::Result<Arc<dyn ChatModel>> {
     Ok(match settings.llm.backend {
         LlmBackend::Llama => {
             let name = model.unwrap_or(&settings.llm.model);

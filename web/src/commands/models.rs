@@ -42,14 +42,21 @@ pub fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("model cache: {}", cache.display());
-    println!("{:<30} {:<10} {:>9}  {:<9} {:<11} use", "NAME", "KIND", "SIZE", "CACHED", "LICENCE");
+    println!(
+        "{:<30} {:<10} {:>9}  {:<9} {:<11} use",
+        "NAME", "KIND", "SIZE", "CACHED", "LICENCE"
+    );
     for card in catalog.cards() {
         println!(
             "{:<30} {:<10} {:>9}  {:<9} {:<11} {}",
             card.name,
             card.kind.to_string(),
             human_size(card.size()),
-            if card.is_installed(cache) { "yes" } else { "no" },
+            if card.is_installed(cache) {
+                "yes"
+            } else {
+                "no"
+            },
             card.licence,
             card.intended_use
         );
@@ -65,7 +72,10 @@ pub async fn pull(settings: &Settings, args: PullArgs) -> anyhow::Result<()> {
         args.names
     };
     // Resolve every name first: a typo fails before anything is downloaded.
-    let cards = names.iter().map(|n| catalog.get(n)).collect::<Result<Vec<_>, _>>()?;
+    let cards = names
+        .iter()
+        .map(|n| catalog.get(n))
+        .collect::<Result<Vec<_>, _>>()?;
     let source = match args.from {
         Some(SourceArg::Registry) => Source::Registry,
         Some(SourceArg::Hf) => Source::HuggingFace,
@@ -103,20 +113,28 @@ impl Bars {
 
 impl FetchProgress for Bars {
     fn event(&self, event: FetchEvent) {
-        let Ok(mut bars) = self.bars.lock() else { return };
+        let Ok(mut bars) = self.bars.lock() else {
+            return;
+        };
         match event {
             FetchEvent::AlreadyPresent { file } => {
                 self.say(format!("  {file}: already in the cache, digest verified"));
             }
-            FetchEvent::Downloading { package, index, count } => {
+            FetchEvent::Downloading {
+                package,
+                index,
+                count,
+            } => {
                 self.say(format!("  downloading {package} ({}/{count})", index + 1));
             }
             FetchEvent::Assembling { file, size } => {
                 let bar = self.multi.add(ProgressBar::new(size));
                 bar.set_style(
-                    ProgressStyle::with_template("  {msg:40} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "  {msg:40} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
                 );
                 bar.set_message(file.clone());
                 bars.insert(file, bar);
@@ -144,5 +162,9 @@ pub fn human_size(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
