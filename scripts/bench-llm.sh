@@ -13,8 +13,8 @@ venv="${ATELIER_BENCH_VENV:-$HOME/.cache/atelier/bench-venv}"
 if ! "$venv/bin/python" -c "import llama_cpp" >/dev/null 2>&1; then
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
-  # Same CPU flags as the in-process build: native AVX2, no GPU, OpenMP.
-  CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_CUDA=OFF" "$venv/bin/python" -m pip install --quiet llama-cpp-python
+  # The same SIMD level as the in-process build (x86-64-v3: AVX2, FMA, F16C, BMI2), no GPU.
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_CUDA=OFF" "$venv/bin/python" -m pip install --quiet llama-cpp-python
 fi
 
 cargo build --locked -p atelier-web

@@ -2,6 +2,8 @@
 //!
 //! - [`llm`]: the [`llm::ChatModel`] trait with an in-process llama.cpp backend and an
 //!   OpenAI-compatible one;
+//! - [`embed`]: the [`embed::Embedder`] trait with the candle MiniLM backend;
+//! - [`diffusion`]: the [`diffusion::ImageGenerator`] trait and Atelier's own offline model;
 //! - [`models`]: model cards and the [`models::Fetcher`] that fills the model cache from
 //!   registry packages or the Hugging Face Hub.
 //!
@@ -13,8 +15,11 @@
 //! assert_eq!(card.name, "smollm2-135m-instruct");
 //! ```
 
+pub mod diffusion;
+pub mod embed;
 pub mod error;
 pub mod llm;
 pub mod models;
+mod plot;
 
 pub use error::{Error, Result};

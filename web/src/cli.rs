@@ -30,6 +30,74 @@ pub enum Command {
     Bench(BenchCommand),
     /// Show the effective settings (secrets masked) and the directories in use.
     Config,
+    /// Text to images (today: Atelier's own offline model).
+    Generate(GenerateArgs),
+    /// Train models of Atelier's own.
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// The offline text-to-image model (atelier-tiny), on CPU; checkpoints as it goes.
+    Tiny(TrainTinyArgs),
+    /// Write a grid of training samples and their captions (to look at the data).
+    TinyData {
+        /// Number of samples.
+        #[arg(long, default_value_t = 32)]
+        count: u32,
+        /// Seed of the data stream.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// PNG to write.
+        #[arg(long, default_value = "tiny-data.png")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TinyPreset {
+    /// The shipped shapes: 64×64, width 256, 6 blocks.
+    Base,
+    /// A toy network for smoke tests.
+    Toy,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainTinyArgs {
+    /// Train until this step (counting steps before a resume).
+    #[arg(long, default_value_t = 20_000)]
+    pub steps: u64,
+    /// Images per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    /// Seed of the data stream.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Continue from this checkpoint directory (e.g. OUT/checkpoint).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Output directory: checkpoint/, model/, loss.csv, loss.png.
+    #[arg(long, value_name = "DIR", default_value = "runs/tiny")]
+    pub out: PathBuf,
+    /// Minutes between checkpoints.
+    #[arg(long, default_value_t = 5.0)]
+    pub checkpoint_minutes: f64,
+    /// Network size.
+    #[arg(long, value_enum, default_value = "base")]
+    pub preset: TinyPreset,
+    /// Override the preset's patch size (pixels per token side).
+    #[arg(long)]
+    pub patch: Option<usize>,
+    /// Override the preset's transformer width.
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Override the preset's number of blocks.
+    #[arg(long)]
+    pub depth: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,4 +190,40 @@ pub struct BenchLlmArgs {
     /// Append the result table to this Markdown file.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to draw.
+    pub prompt: String,
+    /// Directory of the atelier-tiny weights (model.safetensors + config.json).
+    #[arg(long, value_name = "DIR", default_value = "models/atelier-tiny")]
+    pub weights: PathBuf,
+    /// Output size, WIDTHxHEIGHT (square, multiple of 64, up to 1024).
+    #[arg(long, default_value = "256x256")]
+    pub size: String,
+    /// Sampling steps.
+    #[arg(long, default_value_t = 12)]
+    pub steps: u32,
+    /// Seed of the first image; image i uses seed + i.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Number of images.
+    #[arg(long, default_value_t = 1)]
+    pub n: u32,
+    /// Classifier-free guidance scale.
+    #[arg(long, default_value_t = 3.0)]
+    pub guidance: f32,
+    /// What to steer away from.
+    #[arg(long)]
+    pub negative: Option<String>,
+    /// Start from this image (img2img).
+    #[arg(long, value_name = "IMG")]
+    pub init: Option<PathBuf>,
+    /// How much to change the init image (0 keeps it, 1 ignores it).
+    #[arg(long, default_value_t = 0.6)]
+    pub strength: f32,
+    /// Where to write the PNGs.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
 }

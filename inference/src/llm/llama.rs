@@ -412,6 +412,7 @@ impl WorkerState<'_> {
         usage.prompt_us = started.elapsed().as_micros() as u64;
         let generation_started = std::time::Instant::now();
         let mut sampler = sampler_chain(&request);
+        let greedy = request.temperature <= 0.0;
         let mut grammar = match &grammar {
             Some(g) => Some(
                 LlamaSampler::grammar(self.model, g, "root")
@@ -429,7 +430,7 @@ impl WorkerState<'_> {
                 finish = FinishReason::Cancelled;
                 break;
             }
-            let token = self.sample(logits_index, &mut sampler, grammar.as_mut());
+            let token = self.sample(logits_index, &mut sampler, grammar.as_mut(), greedy);
             if vocab.is_eog(token) {
                 finish = FinishReason::Stop;
                 break;
@@ -504,12 +505,15 @@ impl WorkerState<'_> {
     }
 
     /// Pick the next token: the chain samples unconstrained; the grammar checks just that
-    /// token and constrains the whole vocabulary only when it rejects it.
+    /// token. Only when it rejects it does the grammar filter more: first the highest-logit
+    /// [`GRAMMAR_WINDOW`] tokens, and the whole vocabulary only when too few of those survive
+    /// for the chain to choose exactly as it would from the fully filtered vocabulary.
     fn sample(
         &self,
         idx: i32,
         chain: &mut LlamaSampler,
         grammar: Option<&mut LlamaSampler>,
+        greedy: bool,
     ) -> LlamaToken {
         let mut candidates = self.ctx.token_data_array_ith(idx);
         chain.apply(&mut candidates);
@@ -523,24 +527,68 @@ impl WorkerState<'_> {
                 .first()
                 .is_none_or(|d| d.logit() == f32::NEG_INFINITY);
             if rejected {
-                let mut candidates = self.ctx.token_data_array_ith(idx);
-                grammar.apply(&mut candidates);
-                chain.apply(&mut candidates);
-                token = candidates.selected_token().unwrap_or(LlamaToken(0));
+                token = self.constrained_choice(idx, chain, grammar, greedy);
             }
             grammar.accept(token);
         }
         chain.accept(token);
         token
     }
+
+    fn constrained_choice(
+        &self,
+        idx: i32,
+        chain: &mut LlamaSampler,
+        grammar: &mut LlamaSampler,
+        greedy: bool,
+    ) -> LlamaToken {
+        let logits = self.ctx.get_logits_ith(idx);
+        let mut top: Vec<LlamaTokenData> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0))
+            .collect();
+        if top.len() > GRAMMAR_WINDOW {
+            top.select_nth_unstable_by(GRAMMAR_WINDOW, |a, b| b.logit().total_cmp(&a.logit()));
+            top.truncate(GRAMMAR_WINDOW);
+        }
+        let mut window = LlamaTokenDataArray::new(top, false);
+        grammar.apply(&mut window);
+        let survivors = window
+            .data
+            .iter()
+            .filter(|d| d.logit() != f32::NEG_INFINITY)
+            .count();
+        // The chain keeps the TOP_K best survivors: if they are all inside the window, choosing
+        // from the window is the same as choosing from the whole filtered vocabulary.
+        let enough = if greedy {
+            survivors >= 1
+        } else {
+            survivors >= TOP_K as usize
+        };
+        let mut candidates = if enough {
+            window
+        } else {
+            let mut all = self.ctx.token_data_array_ith(idx);
+            grammar.apply(&mut all);
+            all
+        };
+        chain.apply(&mut candidates);
+        candidates.selected_token().unwrap_or(LlamaToken(0))
+    }
 }
+
+/// Tokens the grammar filters before it falls back to the whole vocabulary.
+const GRAMMAR_WINDOW: usize = 512;
+/// Candidates the sampling chain keeps (top-k).
+const TOP_K: i32 = 40;
 
 fn sampler_chain(request: &ChatRequest) -> LlamaSampler {
     if request.temperature <= 0.0 {
         return LlamaSampler::greedy();
     }
     LlamaSampler::chain_simple([
-        LlamaSampler::top_k(40),
+        LlamaSampler::top_k(TOP_K),
         LlamaSampler::top_p(0.95, 1),
         LlamaSampler::min_p(0.05, 1),
         LlamaSampler::temp(request.temperature),

@@ -2,7 +2,9 @@
 
 mod bench;
 mod chat;
+mod generate;
 mod models;
+mod train;
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use atelier_inference::llm::{
 };
 use atelier_inference::models::Catalog;
 
-use crate::cli::{BenchCommand, Cli, Command, ModelsCommand};
+use crate::cli::{BenchCommand, Cli, Command, ModelsCommand, TrainCommand};
 use crate::settings::{Environment, LlmBackend, Settings};
 
 /// Run one command line.
@@ -24,6 +26,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(&settings, args).await,
         Command::Bench(BenchCommand::Llm(args)) => bench::llm(&settings, args).await,
         Command::Config => show_config(&settings),
+        Command::Generate(args) => generate::run(&settings, args).await,
+        Command::Train(TrainCommand::Tiny(args)) => train::tiny(&settings, args).await,
+        Command::Train(TrainCommand::TinyData { count, seed, out }) => {
+            train::tiny_data(count, seed, &out)
+        }
     }
 }
 

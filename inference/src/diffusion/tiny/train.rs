@@ -1,0 +1,467 @@
+//! Training the offline model on the procedural dataset, with checkpoints and resume.
+//!
+//! A checkpoint directory holds `model.safetensors` (the weights being trained),
+//! `ema.safetensors` (their exponential moving average, which samples better and is what ships),
+//! `config.json` (the network's shapes) and `state.json` (step, data position, loss history).
+//! Every file is written to a temporary name and renamed, so a kill never leaves a torn
+//! checkpoint. The optimiser's moments are not saved: a resumed run warms its learning rate up
+//! again instead, which costs a few hundred steps of speed, not quality.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::data::Generator;
+use super::flow;
+use super::model::{DTYPE, TinyConfig, TinyDit};
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+
+/// How to train.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Network shapes (ignored when resuming: the checkpoint's are used).
+    pub config: TinyConfig,
+    /// Train until this step (counting steps done before a resume).
+    pub steps: u64,
+    /// Images per step.
+    pub batch: usize,
+    /// Peak learning rate of AdamW.
+    pub lr: f64,
+    /// Steps of linear warm-up, at the start and again after a resume.
+    pub warmup: u64,
+    /// Seed of the data stream and of the noise.
+    pub seed: u64,
+    /// Share of captions replaced by the empty condition (for classifier-free guidance).
+    pub cond_dropout: f32,
+    /// Decay of the weights' moving average.
+    pub ema_decay: f64,
+    /// Wall time between checkpoints.
+    pub checkpoint_every: Duration,
+    /// Where checkpoints, the loss curve and the final model go.
+    pub out_dir: PathBuf,
+    /// A checkpoint (or shipped model) directory to continue from.
+    pub resume: Option<PathBuf>,
+}
+
+impl TrainOptions {
+    /// Defaults for the shipped model.
+    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
+        TrainOptions {
+            config: TinyConfig::base(),
+            steps: 20_000,
+            batch: 32,
+            lr: 3e-4,
+            warmup: 300,
+            seed: 1,
+            cond_dropout: 0.1,
+            ema_decay: 0.999,
+            checkpoint_every: Duration::from_secs(300),
+            out_dir: out_dir.into(),
+            resume: None,
+        }
+    }
+}
+
+/// What `state.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Shapes of the network.
+    pub config: TinyConfig,
+    /// Optimiser steps done.
+    pub step: u64,
+    /// Seed of the data stream.
+    pub seed: u64,
+    /// Index of the next sample of the stream.
+    pub next_sample: u64,
+    /// Batch size used.
+    pub batch: usize,
+    /// (step, smoothed loss) every few steps.
+    pub losses: Vec<(u64, f32)>,
+    /// Seconds of training so far.
+    pub seconds: f64,
+}
+
+/// Reported after every step.
+#[derive(Debug, Clone)]
+pub struct TrainProgress {
+    pub step: u64,
+    pub loss: f32,
+    pub smoothed: f32,
+    pub images_per_sec: f32,
+    /// Set when this step wrote a checkpoint.
+    pub checkpoint: Option<PathBuf>,
+}
+
+fn cerr(action: &'static str) -> impl Fn(candle_core::Error) -> Error {
+    move |e| Error::Candle {
+        action,
+        detail: e.to_string(),
+    }
+}
+
+/// Clean images of a batch as a `[B, 3, S, S]` tensor in [-1, 1], and their captions.
+pub fn batch_tensor(
+    generator: &Generator,
+    seed: u64,
+    first: u64,
+    batch: usize,
+    device: &Device,
+) -> Result<(Tensor, Vec<String>)> {
+    let mut pixels = Vec::new();
+    let mut captions = Vec::with_capacity(batch);
+    let mut size = 0;
+    for i in 0..batch as u64 {
+        let sample = generator.sample(seed, first + i);
+        size = sample.size as usize;
+        pixels.extend(sample.rgb.iter().map(|&v| v as f32 / 127.5 - 1.0));
+        captions.push(sample.caption);
+    }
+    let x = Tensor::from_vec(pixels, (batch, size, size, 3), device)
+        .and_then(|t| t.permute((0, 3, 1, 2))?.contiguous())
+        .map_err(cerr("assemble a batch"))?;
+    Ok((x, captions))
+}
+
+/// Caption embeddings, cached: the caption space repeats often.
+pub struct EmbeddingCache<'a> {
+    embedder: &'a dyn Embedder,
+    cache: HashMap<String, Vec<f32>>,
+}
+
+impl<'a> EmbeddingCache<'a> {
+    pub fn new(embedder: &'a dyn Embedder) -> Self {
+        EmbeddingCache {
+            embedder,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// `[B, dims]` embeddings; captions at `dropped` positions get the empty condition (zeros).
+    pub fn tensor(
+        &mut self,
+        captions: &[String],
+        dropped: &[bool],
+        device: &Device,
+    ) -> Result<Tensor> {
+        let missing: Vec<&str> = captions
+            .iter()
+            .filter(|c| !self.cache.contains_key(c.as_str()))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let vectors = self.embedder.embed(&missing)?;
+            for (caption, vector) in missing.iter().zip(vectors) {
+                if self.cache.len() > 200_000 {
+                    self.cache.clear();
+                }
+                self.cache.insert((*caption).to_string(), vector);
+            }
+        }
+        let dims = self.embedder.dimensions();
+        let mut data = Vec::with_capacity(captions.len() * dims);
+        for (caption, drop) in captions.iter().zip(dropped) {
+            match (drop, self.cache.get(caption)) {
+                (false, Some(v)) => data.extend_from_slice(v),
+                _ => data.extend(std::iter::repeat_n(0f32, dims)),
+            }
+        }
+        Tensor::from_vec(data, (captions.len(), dims), device).map_err(cerr("assemble embeddings"))
+    }
+}
+
+fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    write(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(Error::io(format!("moving {} into place", path.display())))
+}
+
+fn save_tensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    write_atomic(path, |tmp| {
+        candle_core::safetensors::save(map, tmp).map_err(cerr("write safetensors"))
+    })
+}
+
+fn save_json(value: &impl Serialize, path: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Candle {
+        action: "serialise JSON",
+        detail: e.to_string(),
+    })?;
+    write_atomic(path, |tmp| {
+        std::fs::write(tmp, text).map_err(Error::io(format!("writing {}", tmp.display())))
+    })
+}
+
+fn var_tensors(vars: &VarMap) -> Result<HashMap<String, Tensor>> {
+    let data = vars.data().lock().map_err(|_| Error::Candle {
+        action: "read weights",
+        detail: "lock poisoned".into(),
+    })?;
+    Ok(data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect())
+}
+
+/// Read the config of a checkpoint or model directory.
+pub fn read_config(dir: &Path) -> Result<TinyConfig> {
+    let path = dir.join("config.json");
+    let text =
+        std::fs::read_to_string(&path).map_err(Error::io(format!("reading {}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| Error::Candle {
+        action: "parse config.json",
+        detail: e.to_string(),
+    })
+}
+
+/// Train; `on_progress` hears every step and returns false to stop early (a checkpoint is
+/// written first). Returns the final state; the shipped model is in `out_dir/model`.
+pub fn train(
+    options: &TrainOptions,
+    embedder: &dyn Embedder,
+    mut on_progress: impl FnMut(&TrainProgress) -> bool,
+) -> Result<TrainState> {
+    let device = Device::Cpu;
+    std::fs::create_dir_all(&options.out_dir)
+        .map_err(Error::io(format!("creating {}", options.out_dir.display())))?;
+    let (config, mut state) = match &options.resume {
+        Some(dir) => {
+            let config = read_config(dir)?;
+            let state = match std::fs::read_to_string(dir.join("state.json")) {
+                Ok(text) => {
+                    serde_json::from_str::<TrainState>(&text).map_err(|e| Error::Candle {
+                        action: "parse state.json",
+                        detail: e.to_string(),
+                    })?
+                }
+                Err(_) => TrainState {
+                    config,
+                    step: 0,
+                    seed: options.seed,
+                    next_sample: 0,
+                    batch: options.batch,
+                    losses: vec![],
+                    seconds: 0.0,
+                },
+            };
+            (config, state)
+        }
+        None => (
+            options.config,
+            TrainState {
+                config: options.config,
+                step: 0,
+                seed: options.seed,
+                next_sample: 0,
+                batch: options.batch,
+                losses: vec![],
+                seconds: 0.0,
+            },
+        ),
+    };
+    let vars = VarMap::new();
+    let model = TinyDit::new(config, VarBuilder::from_varmap(&vars, DTYPE, &device))
+        .map_err(cerr("build the model"))?;
+    if let Some(dir) = &options.resume {
+        let weights = if dir.join("model.safetensors").exists() {
+            dir.join("model.safetensors")
+        } else {
+            dir.join("ema.safetensors")
+        };
+        load_into(&vars, &weights, &device)?;
+        tracing::info!(step = state.step, dir = %dir.display(), "resuming");
+    }
+    let mut ema: HashMap<String, Tensor> =
+        match options.resume.as_ref().map(|d| d.join("ema.safetensors")) {
+            Some(path) if path.exists() => candle_core::safetensors::load(&path, &device)
+                .and_then(|m| {
+                    m.into_iter()
+                        .map(|(k, v)| v.to_dtype(DTYPE).map(|v| (k, v)))
+                        .collect()
+                })
+                .map_err(cerr("load EMA weights"))?,
+            _ => var_tensors(&vars)?
+                .into_iter()
+                .map(|(k, v)| v.copy().map(|v| (k, v)))
+                .collect::<candle_core::Result<_>>()
+                .map_err(cerr("copy weights"))?,
+        };
+    let mut optimizer = AdamW::new(
+        vars.all_vars(),
+        ParamsAdamW {
+            lr: options.lr,
+            weight_decay: 0.0,
+            ..ParamsAdamW::default()
+        },
+    )
+    .map_err(cerr("create the optimiser"))?;
+    let generator =
+        Generator::new(config.image_size as u32).ok_or_else(|| Error::InvalidRequest {
+            field: "image_size",
+            reason: format!("{} is outside 8..=1024", config.image_size),
+        })?;
+    let mut embeddings = EmbeddingCache::new(embedder);
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(state.seed ^ state.step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let checkpoint_dir = options.out_dir.join("checkpoint");
+    let mut last_checkpoint = Instant::now();
+    let mut smoothed = state.losses.last().map(|&(_, l)| l).unwrap_or(0.0);
+    let started_at_step = state.step;
+    let run_started = Instant::now();
+    let seconds_before = state.seconds;
+
+    while state.step < options.steps {
+        let step_started = Instant::now();
+        let (x0, captions) = batch_tensor(
+            &generator,
+            state.seed,
+            state.next_sample,
+            state.batch,
+            &device,
+        )?;
+        state.next_sample += state.batch as u64;
+        let dropped: Vec<bool> = (0..captions.len())
+            .map(|_| rng.random::<f32>() < options.cond_dropout)
+            .collect();
+        let cond = embeddings.tensor(&captions, &dropped, &device)?;
+        let loss = flow::loss(&model, &x0, &cond, &mut rng).map_err(cerr("compute the loss"))?;
+        let since_start = state.step - started_at_step + 1;
+        let lr = options.lr * (since_start as f64 / options.warmup.max(1) as f64).min(1.0);
+        optimizer.set_learning_rate(lr);
+        optimizer
+            .backward_step(&loss)
+            .map_err(cerr("take an optimiser step"))?;
+        update_ema(
+            &mut ema,
+            &vars,
+            options
+                .ema_decay
+                .min(1.0 - 1.0 / (since_start as f64 + 10.0)),
+        )?;
+        state.step += 1;
+        let loss_value = loss.to_scalar::<f32>().map_err(cerr("read the loss"))?;
+        smoothed = if state.step == 1 {
+            loss_value
+        } else {
+            0.98 * smoothed + 0.02 * loss_value
+        };
+        if state.step % 10 == 0 {
+            state.losses.push((state.step, smoothed));
+        }
+        state.seconds = seconds_before + run_started.elapsed().as_secs_f64();
+        let done = state.step >= options.steps;
+        let mut progress = TrainProgress {
+            step: state.step,
+            loss: loss_value,
+            smoothed,
+            images_per_sec: state.batch as f32 / step_started.elapsed().as_secs_f32().max(1e-6),
+            checkpoint: None,
+        };
+        let due = last_checkpoint.elapsed() >= options.checkpoint_every || done;
+        if due {
+            write_checkpoint(&checkpoint_dir, &vars, &ema, &state)?;
+            write_model(&options.out_dir.join("model"), &ema, &state)?;
+            write_loss_curve(&options.out_dir, &state.losses)?;
+            last_checkpoint = Instant::now();
+            progress.checkpoint = Some(checkpoint_dir.clone());
+        }
+        if !on_progress(&progress) {
+            if !due {
+                write_checkpoint(&checkpoint_dir, &vars, &ema, &state)?;
+                write_model(&options.out_dir.join("model"), &ema, &state)?;
+                write_loss_curve(&options.out_dir, &state.losses)?;
+            }
+            break;
+        }
+    }
+    Ok(state)
+}
+
+fn update_ema(ema: &mut HashMap<String, Tensor>, vars: &VarMap, decay: f64) -> Result<()> {
+    let current = var_tensors(vars)?;
+    for (name, value) in current {
+        let next = match ema.get(&name) {
+            Some(avg) => ((avg * decay).map_err(cerr("update EMA"))?
+                + (value.detach() * (1.0 - decay)).map_err(cerr("update EMA"))?)
+            .map_err(cerr("update EMA"))?,
+            None => value.copy().map_err(cerr("update EMA"))?,
+        };
+        ema.insert(name, next);
+    }
+    Ok(())
+}
+
+fn write_checkpoint(
+    dir: &Path,
+    vars: &VarMap,
+    ema: &HashMap<String, Tensor>,
+    state: &TrainState,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    save_tensors(&var_tensors(vars)?, &dir.join("model.safetensors"))?;
+    save_tensors(ema, &dir.join("ema.safetensors"))?;
+    save_json(&state.config, &dir.join("config.json"))?;
+    save_json(state, &dir.join("state.json"))?;
+    tracing::info!(step = state.step, dir = %dir.display(), "checkpoint written");
+    Ok(())
+}
+
+/// The shippable model: EMA weights in f16 (half the size, no visible loss), config, and the
+/// training state so a later run can resume from the shipped directory.
+fn write_model(dir: &Path, ema: &HashMap<String, Tensor>, state: &TrainState) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let half: HashMap<String, Tensor> = ema
+        .iter()
+        .map(|(k, v)| v.to_dtype(candle_core::DType::F16).map(|v| (k.clone(), v)))
+        .collect::<candle_core::Result<_>>()
+        .map_err(cerr("convert weights to f16"))?;
+    save_tensors(&half, &dir.join("model.safetensors"))?;
+    save_json(&state.config, &dir.join("config.json"))?;
+    save_json(state, &dir.join("state.json"))
+}
+
+/// Load weights of any float dtype into the (f32) variables of `vars`.
+fn load_into(vars: &VarMap, path: &Path, device: &Device) -> Result<()> {
+    let tensors =
+        candle_core::safetensors::load(path, device).map_err(cerr("read checkpoint weights"))?;
+    let data = vars.data().lock().map_err(|_| Error::Candle {
+        action: "load weights",
+        detail: "lock poisoned".into(),
+    })?;
+    for (name, var) in data.iter() {
+        let tensor = tensors.get(name).ok_or_else(|| Error::Candle {
+            action: "load checkpoint weights",
+            detail: format!("{} has no tensor `{name}`", path.display()),
+        })?;
+        var.set(&tensor.to_dtype(DTYPE).map_err(cerr("convert weights"))?)
+            .map_err(cerr("load checkpoint weights"))?;
+    }
+    Ok(())
+}
+
+/// `loss.csv` and `loss.png` (smoothed training loss against step).
+fn write_loss_curve(dir: &Path, losses: &[(u64, f32)]) -> Result<()> {
+    let mut csv = String::from("step,loss\n");
+    for (step, loss) in losses {
+        csv.push_str(&format!("{step},{loss}\n"));
+    }
+    write_atomic(&dir.join("loss.csv"), |tmp| {
+        std::fs::write(tmp, &csv).map_err(Error::io("writing loss.csv"))
+    })?;
+    crate::plot::line_chart(
+        losses,
+        "training loss (smoothed)",
+        "step",
+        "loss",
+        &dir.join("loss.png"),
+    )
+}

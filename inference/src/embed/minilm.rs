@@ -1,0 +1,175 @@
+//! all-MiniLM-L6-v2 (BERT) on candle.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::Tokenizer;
+
+use super::Embedder;
+use crate::error::{Error, Result};
+
+/// Tokens per window; sentence-transformers uses the same limit for this model.
+const WINDOW: usize = 256;
+/// Texts embedded per forward pass.
+const BATCH: usize = 32;
+
+/// all-MiniLM-L6-v2 loaded from a directory with `config.json`, `tokenizer.json` and
+/// `model.safetensors` (the `all-minilm-l6-v2` model card).
+pub struct MiniLmEmbedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    dims: usize,
+}
+
+impl std::fmt::Debug for MiniLmEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MiniLmEmbedder")
+            .field("dims", &self.dims)
+            .finish_non_exhaustive()
+    }
+}
+
+fn candle_err(action: &'static str) -> impl Fn(candle_core::Error) -> Error {
+    move |e| Error::Candle {
+        action,
+        detail: e.to_string(),
+    }
+}
+
+impl MiniLmEmbedder {
+    /// Load from a model directory, on the CPU.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name))
+                .map_err(Error::io(format!("reading {}", dir.join(name).display())))
+        };
+        let config: Config =
+            serde_json::from_slice(&read("config.json")?).map_err(|e| Error::Candle {
+                action: "parse config.json",
+                detail: e.to_string(),
+            })?;
+        let mut tokenizer =
+            Tokenizer::from_bytes(read("tokenizer.json")?).map_err(|e| Error::Candle {
+                action: "load tokenizer.json",
+                detail: e.to_string(),
+            })?;
+        // We window long texts ourselves; the tokenizer must neither cut nor pad.
+        tokenizer.with_truncation(None).map_err(|e| Error::Candle {
+            action: "configure the tokenizer",
+            detail: e.to_string(),
+        })?;
+        tokenizer.with_padding(None);
+        let device = Device::Cpu;
+        let weights = read("model.safetensors")?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+            .map_err(candle_err("read model.safetensors"))?;
+        let model = BertModel::load(vb, &config).map_err(candle_err("build the BERT model"))?;
+        Ok(MiniLmEmbedder {
+            model,
+            tokenizer,
+            device,
+            dims: config.hidden_size,
+        })
+    }
+
+    /// Token windows of one text: `[CLS] … [SEP]` each, at most [`WINDOW`] tokens.
+    fn windows(&self, text: &str) -> Result<Vec<Vec<u32>>> {
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Candle {
+                action: "tokenize",
+                detail: e.to_string(),
+            })?;
+        let ids = encoding.get_ids();
+        let cls = self.tokenizer.token_to_id("[CLS]").unwrap_or(101);
+        let sep = self.tokenizer.token_to_id("[SEP]").unwrap_or(102);
+        let body = WINDOW - 2;
+        if ids.is_empty() {
+            return Ok(vec![vec![cls, sep]]);
+        }
+        Ok(ids
+            .chunks(body)
+            .map(|chunk| {
+                let mut w = Vec::with_capacity(chunk.len() + 2);
+                w.push(cls);
+                w.extend_from_slice(chunk);
+                w.push(sep);
+                w
+            })
+            .collect())
+    }
+
+    /// Mean-pooled (not yet normalised) vectors of token windows, batched.
+    fn pooled(&self, windows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(windows.len());
+        for batch in windows.chunks(BATCH) {
+            let len = batch.iter().map(Vec::len).max().unwrap_or(2);
+            let mut ids = Vec::with_capacity(batch.len() * len);
+            let mut mask = Vec::with_capacity(batch.len() * len);
+            for w in batch {
+                ids.extend(w.iter().copied());
+                ids.extend(std::iter::repeat_n(0u32, len - w.len()));
+                mask.extend(std::iter::repeat_n(1u32, w.len()));
+                mask.extend(std::iter::repeat_n(0u32, len - w.len()));
+            }
+            let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+                let ids = Tensor::from_vec(ids.clone(), (batch.len(), len), &self.device)?;
+                let mask = Tensor::from_vec(mask.clone(), (batch.len(), len), &self.device)?;
+                let types = ids.zeros_like()?;
+                let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+                let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let summed = hidden.broadcast_mul(&m)?.sum(1)?;
+                let counts = m.sum(1)?;
+                summed.broadcast_div(&counts)?.to_vec2::<f32>()
+            };
+            out.extend(run().map_err(candle_err("run MiniLM"))?);
+        }
+        Ok(out)
+    }
+}
+
+fn normalise(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
+
+impl Embedder for MiniLmEmbedder {
+    fn dimensions(&self) -> usize {
+        self.dims
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let mut windows = Vec::new();
+        let mut owners = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            for w in self.windows(text)? {
+                owners.push((i, w.len() - 2));
+                windows.push(w);
+            }
+        }
+        let pooled = self.pooled(&windows)?;
+        let mut out = vec![vec![0f32; self.dims]; texts.len()];
+        let mut single = vec![0usize; texts.len()];
+        for ((owner, tokens), vector) in owners.iter().zip(&pooled) {
+            single[*owner] += 1;
+            let weight = (*tokens).max(1) as f32;
+            for (acc, v) in out[*owner].iter_mut().zip(vector) {
+                *acc += weight * v;
+            }
+        }
+        for (vector, windows) in out.iter_mut().zip(&single) {
+            if *windows > 1 {
+                tracing::debug!(
+                    windows,
+                    "long text embedded as the weighted mean of its windows"
+                );
+            }
+            normalise(vector);
+        }
+        Ok(out)
+    }
+}
