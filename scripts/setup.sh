@@ -18,3 +18,10 @@ echo
 echo "== main job: a creative brief, answered by the in-process LLM as structured JSON =="
 "$atelier" chat "Plan a banner for our summer sale: a headline, a subline, a palette of three hex colours and the mood." \
   --schema prompts/examples/banner-plan.schema.json --temperature 0.2 --stats
+
+if [ -f models/atelier-tiny/model.safetensors ]; then
+  echo
+  echo "== and an image from Atelier's own offline model (an early checkpoint: see models/atelier-tiny/README.md) =="
+  mkdir -p out
+  "$atelier" generate "a navy background with gold confetti" --weights models/atelier-tiny --n 4 --out out
+fi

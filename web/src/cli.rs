@@ -195,7 +195,14 @@ pub struct BenchLlmArgs {
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// What to draw.
-    pub prompt: String,
+    #[arg(required_unless_present = "prompts")]
+    pub prompt: Option<String>,
+    /// A file of prompts, one per line: one image each, all with the same seed.
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
+    pub prompts: Option<PathBuf>,
+    /// Also write all images side by side into this PNG (8 to a row).
+    #[arg(long, value_name = "FILE")]
+    pub grid: Option<PathBuf>,
     /// Directory of the atelier-tiny weights (model.safetensors + config.json).
     #[arg(long, value_name = "DIR", default_value = "models/atelier-tiny")]
     pub weights: PathBuf,

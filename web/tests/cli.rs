@@ -246,3 +246,36 @@ fn chat_rejects_a_bad_schema_file_before_loading_anything() {
         "{stderr}"
     );
 }
+
+#[test]
+fn config_shows_effective_settings_with_secrets_masked() {
+    let home = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(atelier(home.path(), home.path())
+        .env("ATELIER__LLM__OPENAI__API_KEY", "sk-very-secret")
+        .env("ATELIER__LLM__THREADS", "2")
+        .arg("config"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("threads = 2"), "{stdout}");
+    assert!(stdout.contains("[llm.openai]"), "{stdout}");
+    assert!(
+        !stdout.contains("sk-very-secret"),
+        "the key leaked: {stdout}"
+    );
+    assert!(stdout.contains("********"), "{stdout}");
+}
+
+#[test]
+fn tiny_data_writes_a_grid_and_captions() {
+    let home = tempfile::tempdir().unwrap();
+    let grid = home.path().join("grid.png");
+    let (out, stdout, stderr) = run(atelier(home.path(), home.path())
+        .args(["train", "tiny-data", "--count", "8", "--out"])
+        .arg(&grid));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 8, "{stdout}");
+    let image = image::open(&grid).unwrap();
+    assert_eq!(
+        (image.width(), image.height()),
+        (8 * 64 + 9 * 2, 64 + 2 * 2)
+    );
+}

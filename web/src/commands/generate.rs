@@ -21,7 +21,58 @@ pub async fn run(settings: &Settings, args: GenerateArgs) -> anyhow::Result<()> 
     let generator = TinyGenerator::load(&args.weights, embedder)
         .with_context(|| format!("loading atelier-tiny from {}", args.weights.display()))?;
 
-    let mut request = ImageRequest::new(args.prompt.clone());
+    let prompts: Vec<String> = match (&args.prompt, &args.prompts) {
+        (Some(prompt), _) => vec![prompt.clone()],
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        (None, None) => anyhow::bail!("give a prompt or --prompts FILE"),
+    };
+    anyhow::ensure!(
+        !prompts.is_empty() && prompts.len() <= 256,
+        "--prompts must hold 1..=256 prompts"
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut all = Vec::new();
+    for (p, prompt) in prompts.iter().enumerate() {
+        let images = one_prompt(&generator, prompt, &args, width, height).await?;
+        for (i, image) in images.into_iter().enumerate() {
+            let name = if prompts.len() > 1 {
+                format!("p{p:03}-image-{i}-seed{}.png", image.seed)
+            } else {
+                format!("image-{i}-seed{}.png", image.seed)
+            };
+            let path = args.out.join(name);
+            image
+                .image
+                .save(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("{}", path.display());
+            all.push(image.image);
+        }
+    }
+    if let Some(grid) = &args.grid {
+        atelier_inference::diffusion::grid(&all, 8, 4)
+            .save(grid)
+            .with_context(|| format!("writing {}", grid.display()))?;
+        eprintln!("grid: {}", grid.display());
+    }
+    Ok(())
+}
+
+async fn one_prompt(
+    generator: &TinyGenerator,
+    prompt: &str,
+    args: &GenerateArgs,
+    width: u32,
+    height: u32,
+) -> anyhow::Result<Vec<atelier_inference::diffusion::GeneratedImage>> {
+    let mut request = ImageRequest::new(prompt.to_string());
     request.width = width;
     request.height = height;
     request.steps = args.steps;
@@ -39,8 +90,6 @@ pub async fn run(settings: &Settings, args: GenerateArgs) -> anyhow::Result<()> 
         });
     }
     request.validate(&generator.limits())?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
 
     let bar = ProgressBar::new(u64::from(args.steps) * u64::from(args.n));
     bar.set_style(
@@ -52,21 +101,13 @@ pub async fn run(settings: &Settings, args: GenerateArgs) -> anyhow::Result<()> 
     let progress = Box::new(move |_p: Progress| progress_bar.inc(1));
     let generation = generator.generate(request, Some(progress)).await?;
     bar.finish_and_clear();
-    for (i, image) in generation.images.iter().enumerate() {
-        let path = args.out.join(format!("image-{i}-seed{}.png", image.seed));
-        image
-            .image
-            .save(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("{}", path.display());
-    }
     eprintln!(
-        "{} image(s) in {} ms with {}",
+        "{} image(s) in {} ms with {}: {prompt}",
         generation.images.len(),
         generation.total_ms,
         generation.model
     );
-    Ok(())
+    Ok(generation.images)
 }
 
 fn parse_size(size: &str) -> anyhow::Result<(u32, u32)> {

@@ -43,13 +43,8 @@ fn show_config(settings: &Settings) -> anyhow::Result<()> {
     }
     println!("# data directory: {}", settings.home.display());
     println!("# model cache:    {}", settings.models_dir.display());
-    print!("{}", toml_of(&shown)?);
+    print!("{}", toml::to_string_pretty(&shown)?);
     Ok(())
-}
-
-fn toml_of(settings: &Settings) -> anyhow::Result<String> {
-    let value = serde_json::to_value(settings)?;
-    Ok(serde_json::to_string_pretty(&value)?)
 }
 
 /// Load the llama.cpp model named `name` (card name or alias) with the settings' runtime

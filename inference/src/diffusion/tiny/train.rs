@@ -88,6 +88,21 @@ pub struct TrainState {
     pub seconds: f64,
 }
 
+impl TrainState {
+    /// The state before the first step.
+    fn fresh(config: TinyConfig, options: &TrainOptions) -> Self {
+        TrainState {
+            config,
+            step: 0,
+            seed: options.seed,
+            next_sample: 0,
+            batch: options.batch,
+            losses: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+}
+
 /// Reported after every step.
 #[derive(Debug, Clone)]
 pub struct TrainProgress {
@@ -243,30 +258,11 @@ pub fn train(
                         detail: e.to_string(),
                     })?
                 }
-                Err(_) => TrainState {
-                    config,
-                    step: 0,
-                    seed: options.seed,
-                    next_sample: 0,
-                    batch: options.batch,
-                    losses: vec![],
-                    seconds: 0.0,
-                },
+                Err(_) => TrainState::fresh(config, options),
             };
             (config, state)
         }
-        None => (
-            options.config,
-            TrainState {
-                config: options.config,
-                step: 0,
-                seed: options.seed,
-                next_sample: 0,
-                batch: options.batch,
-                losses: vec![],
-                seconds: 0.0,
-            },
-        ),
+        None => (options.config, TrainState::fresh(options.config, options)),
     };
     let vars = VarMap::new();
     let model = TinyDit::new(config, VarBuilder::from_varmap(&vars, DTYPE, &device))
