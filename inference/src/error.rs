@@ -133,6 +133,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// Map a candle error, naming what was being done.
+    pub(crate) fn candle(action: &'static str) -> impl Fn(candle_core::Error) -> Error {
+        move |e| Error::Candle {
+            action,
+            detail: e.to_string(),
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }

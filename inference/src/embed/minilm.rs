@@ -32,13 +32,6 @@ impl std::fmt::Debug for MiniLmEmbedder {
     }
 }
 
-fn candle_err(action: &'static str) -> impl Fn(candle_core::Error) -> Error {
-    move |e| Error::Candle {
-        action,
-        detail: e.to_string(),
-    }
-}
-
 impl MiniLmEmbedder {
     /// Load from a model directory, on the CPU.
     pub fn load(dir: &Path) -> Result<Self> {
@@ -65,8 +58,8 @@ impl MiniLmEmbedder {
         let device = Device::Cpu;
         let weights = read("model.safetensors")?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .map_err(candle_err("read model.safetensors"))?;
-        let model = BertModel::load(vb, &config).map_err(candle_err("build the BERT model"))?;
+            .map_err(Error::candle("read model.safetensors"))?;
+        let model = BertModel::load(vb, &config).map_err(Error::candle("build the BERT model"))?;
         Ok(MiniLmEmbedder {
             model,
             tokenizer,
@@ -126,7 +119,7 @@ impl MiniLmEmbedder {
                 let counts = m.sum(1)?;
                 summed.broadcast_div(&counts)?.to_vec2::<f32>()
             };
-            out.extend(run().map_err(candle_err("run MiniLM"))?);
+            out.extend(run().map_err(Error::candle("run MiniLM"))?);
         }
         Ok(out)
     }

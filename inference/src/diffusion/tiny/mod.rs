@@ -43,13 +43,6 @@ impl std::fmt::Debug for TinyGenerator {
     }
 }
 
-fn cerr(action: &'static str) -> impl Fn(candle_core::Error) -> Error {
-    move |e| Error::Candle {
-        action,
-        detail: e.to_string(),
-    }
-}
-
 impl TinyGenerator {
     /// Load a model directory (`model.safetensors` + `config.json`).
     pub fn load(dir: &Path, embedder: Arc<dyn Embedder>) -> Result<Self> {
@@ -69,8 +62,8 @@ impl TinyGenerator {
             dir.join("model.safetensors").display()
         )))?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DTYPE, &Device::Cpu)
-            .map_err(cerr("read weights"))?;
-        let model = TinyDit::new(config, vb).map_err(cerr("build atelier-tiny"))?;
+            .map_err(Error::candle("read weights"))?;
+        let model = TinyDit::new(config, vb).map_err(Error::candle("build atelier-tiny"))?;
         Ok(TinyGenerator {
             model: Arc::new(model),
             embedder,
@@ -93,7 +86,7 @@ impl TinyGenerator {
         }
         let vectors = self.embedder.embed(&texts)?;
         let to_tensor = |v: &Vec<f32>| {
-            Tensor::from_vec(v.clone(), (1, v.len()), &device).map_err(cerr("embed"))
+            Tensor::from_vec(v.clone(), (1, v.len()), &device).map_err(Error::candle("embed"))
         };
         let cond = to_tensor(&vectors[0])?;
         let negative = match vectors.get(1) {
@@ -139,7 +132,7 @@ impl TinyGenerator {
                     !request.cancel.is_cancelled()
                 },
             )
-            .map_err(cerr("sample"))?;
+            .map_err(Error::candle("sample"))?;
             let Some(x) = sampled else {
                 return Err(Error::Cancelled);
             };
@@ -173,12 +166,12 @@ fn tensor_to_image(x: &Tensor) -> Result<RgbImage> {
     let x = x
         .squeeze(0)
         .and_then(|x| x.permute((1, 2, 0)))
-        .map_err(cerr("read image"))?;
-    let (h, w, _) = x.dims3().map_err(cerr("read image"))?;
+        .map_err(Error::candle("read image"))?;
+    let (h, w, _) = x.dims3().map_err(Error::candle("read image"))?;
     let data: Vec<f32> = x
         .flatten_all()
         .and_then(|x| x.to_vec1())
-        .map_err(cerr("read image"))?;
+        .map_err(Error::candle("read image"))?;
     let bytes = data
         .iter()
         .map(|v| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8)
@@ -199,7 +192,7 @@ fn image_to_tensor(image: &RgbImage, device: &Device) -> Result<Tensor> {
         .collect();
     Tensor::from_vec(data, (1, h as usize, w as usize, 3), device)
         .and_then(|t| t.permute((0, 3, 1, 2))?.contiguous())
-        .map_err(cerr("read init image"))
+        .map_err(Error::candle("read init image"))
 }
 
 #[async_trait::async_trait]

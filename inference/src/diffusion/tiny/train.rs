@@ -114,13 +114,6 @@ pub struct TrainProgress {
     pub checkpoint: Option<PathBuf>,
 }
 
-fn cerr(action: &'static str) -> impl Fn(candle_core::Error) -> Error {
-    move |e| Error::Candle {
-        action,
-        detail: e.to_string(),
-    }
-}
-
 /// Clean images of a batch as a `[B, 3, S, S]` tensor in [-1, 1], and their captions.
 pub fn batch_tensor(
     generator: &Generator,
@@ -140,7 +133,7 @@ pub fn batch_tensor(
     }
     let x = Tensor::from_vec(pixels, (batch, size, size, 3), device)
         .and_then(|t| t.permute((0, 3, 1, 2))?.contiguous())
-        .map_err(cerr("assemble a batch"))?;
+        .map_err(Error::candle("assemble a batch"))?;
     Ok((x, captions))
 }
 
@@ -187,7 +180,8 @@ impl<'a> EmbeddingCache<'a> {
                 _ => data.extend(std::iter::repeat_n(0f32, dims)),
             }
         }
-        Tensor::from_vec(data, (captions.len(), dims), device).map_err(cerr("assemble embeddings"))
+        Tensor::from_vec(data, (captions.len(), dims), device)
+            .map_err(Error::candle("assemble embeddings"))
     }
 }
 
@@ -202,7 +196,7 @@ fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<
 
 fn save_tensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     write_atomic(path, |tmp| {
-        candle_core::safetensors::save(map, tmp).map_err(cerr("write safetensors"))
+        candle_core::safetensors::save(map, tmp).map_err(Error::candle("write safetensors"))
     })
 }
 
@@ -266,7 +260,7 @@ pub fn train(
     };
     let vars = VarMap::new();
     let model = TinyDit::new(config, VarBuilder::from_varmap(&vars, DTYPE, &device))
-        .map_err(cerr("build the model"))?;
+        .map_err(Error::candle("build the model"))?;
     if let Some(dir) = &options.resume {
         let weights = if dir.join("model.safetensors").exists() {
             dir.join("model.safetensors")
@@ -284,12 +278,12 @@ pub fn train(
                         .map(|(k, v)| v.to_dtype(DTYPE).map(|v| (k, v)))
                         .collect()
                 })
-                .map_err(cerr("load EMA weights"))?,
+                .map_err(Error::candle("load EMA weights"))?,
             _ => var_tensors(&vars)?
                 .into_iter()
                 .map(|(k, v)| v.detach().copy().map(|v| (k, v.detach())))
                 .collect::<candle_core::Result<_>>()
-                .map_err(cerr("copy weights"))?,
+                .map_err(Error::candle("copy weights"))?,
         };
     let mut optimizer = AdamW::new(
         vars.all_vars(),
@@ -299,7 +293,7 @@ pub fn train(
             ..ParamsAdamW::default()
         },
     )
-    .map_err(cerr("create the optimiser"))?;
+    .map_err(Error::candle("create the optimiser"))?;
     let generator =
         Generator::new(config.image_size as u32).ok_or_else(|| Error::InvalidRequest {
             field: "image_size",
@@ -329,13 +323,14 @@ pub fn train(
             .map(|_| rng.random::<f32>() < options.cond_dropout)
             .collect();
         let cond = embeddings.tensor(&captions, &dropped, &device)?;
-        let loss = flow::loss(&model, &x0, &cond, &mut rng).map_err(cerr("compute the loss"))?;
+        let loss =
+            flow::loss(&model, &x0, &cond, &mut rng).map_err(Error::candle("compute the loss"))?;
         let since_start = state.step - started_at_step + 1;
         let lr = options.lr * (since_start as f64 / options.warmup.max(1) as f64).min(1.0);
         optimizer.set_learning_rate(lr);
         optimizer
             .backward_step(&loss)
-            .map_err(cerr("take an optimiser step"))?;
+            .map_err(Error::candle("take an optimiser step"))?;
         update_ema(
             &mut ema,
             &vars,
@@ -344,7 +339,9 @@ pub fn train(
                 .min(1.0 - 1.0 / (since_start as f64 + 10.0)),
         )?;
         state.step += 1;
-        let loss_value = loss.to_scalar::<f32>().map_err(cerr("read the loss"))?;
+        let loss_value = loss
+            .to_scalar::<f32>()
+            .map_err(Error::candle("read the loss"))?;
         smoothed = if state.step == 1 {
             loss_value
         } else {
@@ -390,10 +387,10 @@ fn update_ema(ema: &mut HashMap<String, Tensor>, vars: &VarMap, decay: f64) -> R
     for (name, value) in current {
         let value = value.detach();
         let next = match ema.get(&name) {
-            Some(avg) => ((avg * decay).map_err(cerr("update EMA"))?
-                + (&value * (1.0 - decay)).map_err(cerr("update EMA"))?)
-            .map_err(cerr("update EMA"))?,
-            None => value.copy().map_err(cerr("update EMA"))?,
+            Some(avg) => ((avg * decay).map_err(Error::candle("update EMA"))?
+                + (&value * (1.0 - decay)).map_err(Error::candle("update EMA"))?)
+            .map_err(Error::candle("update EMA"))?,
+            None => value.copy().map_err(Error::candle("update EMA"))?,
         };
         ema.insert(name, next.detach());
     }
@@ -423,7 +420,7 @@ fn write_model(dir: &Path, ema: &HashMap<String, Tensor>, state: &TrainState) ->
         .iter()
         .map(|(k, v)| v.to_dtype(candle_core::DType::F16).map(|v| (k.clone(), v)))
         .collect::<candle_core::Result<_>>()
-        .map_err(cerr("convert weights to f16"))?;
+        .map_err(Error::candle("convert weights to f16"))?;
     save_tensors(&half, &dir.join("model.safetensors"))?;
     save_json(&state.config, &dir.join("config.json"))?;
     save_json(state, &dir.join("state.json"))
@@ -431,8 +428,8 @@ fn write_model(dir: &Path, ema: &HashMap<String, Tensor>, state: &TrainState) ->
 
 /// Load weights of any float dtype into the (f32) variables of `vars`.
 fn load_into(vars: &VarMap, path: &Path, device: &Device) -> Result<()> {
-    let tensors =
-        candle_core::safetensors::load(path, device).map_err(cerr("read checkpoint weights"))?;
+    let tensors = candle_core::safetensors::load(path, device)
+        .map_err(Error::candle("read checkpoint weights"))?;
     let data = vars.data().lock().map_err(|_| Error::Candle {
         action: "load weights",
         detail: "lock poisoned".into(),
@@ -442,8 +439,12 @@ fn load_into(vars: &VarMap, path: &Path, device: &Device) -> Result<()> {
             action: "load checkpoint weights",
             detail: format!("{} has no tensor `{name}`", path.display()),
         })?;
-        var.set(&tensor.to_dtype(DTYPE).map_err(cerr("convert weights"))?)
-            .map_err(cerr("load checkpoint weights"))?;
+        var.set(
+            &tensor
+                .to_dtype(DTYPE)
+                .map_err(Error::candle("convert weights"))?,
+        )
+        .map_err(Error::candle("load checkpoint weights"))?;
     }
     Ok(())
 }
