@@ -23,5 +23,5 @@ if [ -f models/atelier-tiny/model.safetensors ]; then
   echo
   echo "== and an image from Atelier's own offline model (an early checkpoint: see models/atelier-tiny/README.md) =="
   mkdir -p out
-  "$atelier" generate "a navy background with gold confetti" --weights models/atelier-tiny --n 4 --out out
+  "$atelier" generate "a navy background with gold confetti" --n 4 --out out
 fi

@@ -148,3 +148,37 @@ async fn a_card_without_a_hub_source_says_so() {
         .unwrap_err();
     assert!(matches!(err, Error::NoHubSource(_)), "{err}");
 }
+
+/// Atelier's own weights ship in the binary: a pull needs no pip and no network, and the card's
+/// digests are those of the committed files (scripts/ship-tiny.sh keeps them in step).
+#[tokio::test]
+async fn bundled_model_installs_offline_with_the_cards_digests() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut config = FetcherConfig::new(cache.path());
+    config.python = "/nonexistent/python".into(); // proves pip is never asked
+    let recorder = Arc::new(Recorder::default());
+    let fetcher = Fetcher::new(config, recorder.clone());
+    let catalog = Catalog::builtin().unwrap();
+    let card = catalog.get("tiny").unwrap();
+    assert_eq!(card.name, "atelier-tiny");
+    assert!(card.bundled);
+    let dir = fetcher.pull(card, Source::Registry).await.unwrap();
+    assert!(card.is_installed(cache.path()));
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/atelier-tiny");
+    for file in &card.files {
+        assert_eq!(
+            std::fs::read(dir.join(&file.name)).unwrap(),
+            std::fs::read(shipped.join(&file.name)).unwrap()
+        );
+    }
+    fetcher.pull(card, Source::Registry).await.unwrap();
+    let events = recorder.0.lock().unwrap().clone();
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("installed")).count(),
+        card.files.len()
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("present")).count(),
+        card.files.len()
+    );
+}

@@ -170,3 +170,85 @@ async fn schema_violations_from_a_server_are_caught() {
         .unwrap_err();
     assert!(matches!(err, Error::SchemaViolation(_)), "{err}");
 }
+
+/// Answers /v1/embeddings with vectors [index+1, 1, 0, …] (4 dims), in reverse order.
+async fn embeddings(
+    State(seen): State<Seen>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+) -> impl IntoResponse {
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let auth = headers
+        .get("authorization")
+        .map(|v| v.to_str().unwrap().to_string());
+    let n = body["input"].as_array().unwrap().len();
+    seen.requests
+        .lock()
+        .unwrap()
+        .push((uri.path().to_string(), auth, body));
+    let data: Vec<Value> = (0..n)
+        .rev()
+        .map(|i| json!({"object": "embedding", "index": i, "embedding": [i as f32 + 1.0, 1.0, 0.0, 0.0]}))
+        .collect();
+    axum::Json(
+        json!({"object": "list", "model": "embed-test", "data": data,
+        "usage": {"prompt_tokens": 3, "total_tokens": 3}}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_come_back_in_order_and_normalised() {
+    use atelier_inference::embed::{Embedder, OpenAiEmbedder};
+    let seen = Seen::default();
+    let router = Router::new()
+        .route("/v1/embeddings", post(embeddings))
+        .with_state(seen.clone());
+    let base = serve(router).await;
+    let config = OpenAiConfig {
+        base_url: format!("{base}/v1"),
+        api_key: "sk-e".into(),
+        model: "embed-test".into(),
+    };
+    let embedder = OpenAiEmbedder::new(config.clone(), 4).unwrap();
+    let texts: Vec<String> = (0..300).map(|i| format!("text {i}")).collect();
+    let vectors = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        embedder.embed(&refs)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(vectors.len(), 300);
+    for (i, v) in vectors.iter().enumerate() {
+        let k = (i % 256) as f32 + 1.0; // two requests: 256 + 44
+        let norm = (k * k + 1.0).sqrt();
+        assert!(
+            (v[0] - k / norm).abs() < 1e-6 && (v[1] - 1.0 / norm).abs() < 1e-6,
+            "vector {i}: {v:?}"
+        );
+    }
+    {
+        let requests = seen.requests.lock().unwrap();
+        assert_eq!(requests.len(), 2, "batched into 256 + 44");
+        assert_eq!(requests[0].1.as_deref(), Some("Bearer sk-e"));
+        assert_eq!(requests[0].2["model"], "embed-test");
+    }
+
+    // A dimension mismatch is a typed error naming the model; empty text is refused up front.
+    let wrong = OpenAiEmbedder::new(config.clone(), 8).unwrap();
+    let err = tokio::task::spawn_blocking(move || wrong.embed(&["a"]))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Api { .. }) && err.to_string().contains("4-dimensional"),
+        "{err}"
+    );
+    let e = OpenAiEmbedder::new(config, 4).unwrap();
+    let err = tokio::task::spawn_blocking(move || e.embed(&["ok", "  "]))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("text 1 is empty"), "{err}");
+}

@@ -35,12 +35,80 @@ pub enum Command {
     /// Train models of Atelier's own.
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Brand kits: ingest guidelines into the vector store, search them, delete them.
+    #[command(subcommand)]
+    Brands(BrandsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BrandsCommand {
+    /// Load brand kit folders (brand.toml + guidelines/) and store their guidelines; only new or
+    /// changed passages are embedded and written.
+    Ingest {
+        /// Kit folders; the folder name is the brand id.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Tenant (default: brands.default_tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// The passages of a brand nearest to a query.
+    Search {
+        /// Brand id.
+        brand: String,
+        /// What to look up.
+        query: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Passages to return (1-10).
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Only guideline passages or only brand facts.
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Brands of a tenant that have stored guidelines, with their passage counts.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Remove every stored passage of a brand.
+    Delete {
+        brand: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    Guideline,
+    Fact,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TrainCommand {
     /// The offline text-to-image model (atelier-tiny), on CPU; checkpoints as it goes.
     Tiny(TrainTinyArgs),
+    /// Measure a trained atelier-tiny on held-out captions: colour adherence (CIEDE2000) and,
+    /// with the shape classifier, shape and position adherence.
+    TinyEval(TinyEvalArgs),
+    /// Train the small CNN that scores shape and position adherence (on the same generator).
+    TinyClassifier {
+        /// Batches of 64 shape scenes.
+        #[arg(long, default_value_t = 600)]
+        steps: usize,
+        /// Where to write the weights.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "models/atelier-tiny/classifier.safetensors"
+        )]
+        out: PathBuf,
+    },
     /// Write a grid of training samples and their captions (to look at the data).
     TinyData {
         /// Number of samples.
@@ -164,6 +232,67 @@ pub struct ChatArgs {
 pub enum BenchCommand {
     /// In-process llama.cpp against llama-cpp-python on the same GGUF, threads and prompt.
     Llm(BenchLlmArgs),
+    /// Sentences per second of the candle MiniLM embedder against sentence-transformers.
+    Embed(BenchEmbedArgs),
+    /// Filtered search latency (p50/p99) in the embedded brand store.
+    BrandSearch(BenchBrandSearchArgs),
+    /// Seconds per image of atelier-tiny at a given size and step count.
+    Tiny(BenchTinyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTinyArgs {
+    /// Output size (square).
+    #[arg(long, default_value_t = 256)]
+    pub size: u32,
+    /// Sampling steps.
+    #[arg(long, default_value_t = 12)]
+    pub steps: u32,
+    /// Images to time (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
+    /// Append the result table to this Markdown file.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchEmbedArgs {
+    /// Threads for both runtimes.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Sentences per measurement.
+    #[arg(long, default_value_t = 512)]
+    pub sentences: usize,
+    /// Batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    pub batch: Vec<usize>,
+    /// Runs per measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Python interpreter with sentence-transformers installed; without it only the in-process
+    /// numbers are measured.
+    #[arg(long, value_name = "PYTHON")]
+    pub reference_python: Option<PathBuf>,
+    /// Append the result table to this Markdown file.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBrandSearchArgs {
+    /// Points in the store.
+    #[arg(long, default_value_t = 100_000)]
+    pub points: usize,
+    /// Tenants × brands the points are spread over (each query filters to one).
+    #[arg(long, default_value_t = 50)]
+    pub scopes: usize,
+    /// Searches to time.
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Append the result table to this Markdown file.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -203,9 +332,13 @@ pub struct GenerateArgs {
     /// Also write all images side by side into this PNG (8 to a row).
     #[arg(long, value_name = "FILE")]
     pub grid: Option<PathBuf>,
-    /// Directory of the atelier-tiny weights (model.safetensors + config.json).
-    #[arg(long, value_name = "DIR", default_value = "models/atelier-tiny")]
-    pub weights: PathBuf,
+    /// Image model name or alias (`atelier models list`).
+    #[arg(long, default_value = "atelier-tiny")]
+    pub model: String,
+    /// Use atelier-tiny weights from this directory (model.safetensors + config.json) instead,
+    /// e.g. a training run's `runs/tiny/model`.
+    #[arg(long, value_name = "DIR")]
+    pub weights: Option<PathBuf>,
     /// Output size, WIDTHxHEIGHT (square, multiple of 64, up to 1024).
     #[arg(long, default_value = "256x256")]
     pub size: String,
@@ -233,4 +366,40 @@ pub struct GenerateArgs {
     /// Where to write the PNGs.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TinyEvalArgs {
+    /// Weights directory (model.safetensors + config.json); default: the shipped atelier-tiny.
+    #[arg(long, value_name = "DIR")]
+    pub weights: Option<PathBuf>,
+    /// Held-out captions to generate (a data stream the training never used).
+    #[arg(long, default_value_t = 120)]
+    pub captions: u64,
+    /// Seed of the held-out stream (training uses 1).
+    #[arg(long, default_value_t = 1000)]
+    pub seed: u64,
+    /// Sampling steps.
+    #[arg(long, default_value_t = 12)]
+    pub steps: u32,
+    /// Classifier-free guidance scale.
+    #[arg(long, default_value_t = 3.0)]
+    pub guidance: f32,
+    /// Write the results as Markdown to this file.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Shape classifier weights (`atelier train tiny-classifier`); shape and position adherence
+    /// is measured when the file exists.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "models/atelier-tiny/classifier.safetensors"
+    )]
+    pub classifier: PathBuf,
+    /// Held-out shape captions for the shape and position check.
+    #[arg(long, default_value_t = 90)]
+    pub shape_captions: usize,
+    /// Write a grid of the generated images (first 64) here.
+    #[arg(long, value_name = "FILE")]
+    pub grid: Option<PathBuf>,
 }

@@ -32,8 +32,8 @@ fn main() -> ExitCode {
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn,llama_cpp_2=error,llama-cpp-2=error",
-        1 => "info,llama_cpp_2=warn,llama-cpp-2=warn",
+        0 => "warn,llama_cpp_2=error,llama-cpp-2=error,qdrant_edge=error",
+        1 => "info,llama_cpp_2=warn,llama-cpp-2=warn,qdrant_edge=warn",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -83,12 +83,71 @@ pub struct ModelsSettings {
     pub hf_token: String,
 }
 
+/// Which embedder to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedBackend {
+    /// all-MiniLM-L6-v2 on candle, in process.
+    Minilm,
+    /// An OpenAI-compatible `/embeddings` endpoint.
+    Openai,
+}
+
+/// `[embed.openai]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiEmbedSettings {
+    pub base_url: String,
+    pub api_key: String,
+    pub model: String,
+    pub dimensions: usize,
+}
+
+/// `[embed]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedSettings {
+    pub backend: EmbedBackend,
+    pub openai: OpenAiEmbedSettings,
+}
+
+/// Where brand guideline vectors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrandStoreKind {
+    /// qdrant-edge under the data directory.
+    Embedded,
+    /// A Qdrant server or cluster.
+    Server,
+}
+
+/// `[brands.qdrant]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QdrantSettings {
+    pub url: String,
+    pub api_key: String,
+    pub collection: String,
+    pub timeout_seconds: u64,
+}
+
+/// `[brands]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandsSettings {
+    pub store: BrandStoreKind,
+    pub default_tenant: String,
+    pub qdrant: QdrantSettings,
+}
+
 /// All settings, validated.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub llm: LlmSettings,
     pub models: ModelsSettings,
+    pub embed: EmbedSettings,
+    pub brands: BrandsSettings,
     /// The data directory; from `ATELIER_HOME`, not from the layers.
     #[serde(skip)]
     pub home: PathBuf,
@@ -203,7 +262,37 @@ impl Settings {
                 allowed: "must name a model; see `atelier models list`".into(),
             });
         }
-        for (key, url) in [("llm.openai.base_url", &llm.openai.base_url)] {
+        range(
+            "embed.openai.dimensions",
+            self.embed.openai.dimensions,
+            1,
+            8192,
+        )?;
+        range(
+            "brands.qdrant.timeout_seconds",
+            self.brands.qdrant.timeout_seconds,
+            1,
+            600,
+        )?;
+        if atelier_tools::brand::Scope::new(&self.brands.default_tenant, "x").is_err() {
+            return Err(SettingsError::Invalid {
+                key: "brands.default_tenant",
+                value: format!("{:?}", self.brands.default_tenant),
+                allowed: "must be 1-64 letters, digits, `-`, `_` or `.`".into(),
+            });
+        }
+        if self.brands.qdrant.collection.trim().is_empty() {
+            return Err(SettingsError::Invalid {
+                key: "brands.qdrant.collection",
+                value: "\"\"".into(),
+                allowed: "must name a collection".into(),
+            });
+        }
+        for (key, url) in [
+            ("llm.openai.base_url", &llm.openai.base_url),
+            ("embed.openai.base_url", &self.embed.openai.base_url),
+            ("brands.qdrant.url", &self.brands.qdrant.url),
+        ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(SettingsError::Invalid {
                     key,

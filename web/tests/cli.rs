@@ -279,3 +279,136 @@ fn tiny_data_writes_a_grid_and_captions() {
         (8 * 64 + 9 * 2, 64 + 2 * 2)
     );
 }
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn generate_with_the_bundled_model_is_deterministic() {
+    let home = tempfile::tempdir().unwrap();
+    let models = models_dir();
+    let mut images = Vec::new();
+    for run_no in 0..2 {
+        let out = home.path().join(format!("out{run_no}"));
+        let (status, stdout, stderr) = run(atelier(home.path(), &models)
+            .args([
+                "generate",
+                "a navy background with gold confetti",
+                "--model",
+                "tiny",
+            ])
+            .args(["--size", "128x128", "--steps", "4", "--seed", "3", "--out"])
+            .arg(&out));
+        assert!(status.status.success(), "{stderr}");
+        let path = PathBuf::from(stdout.lines().next().unwrap().trim());
+        let image = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(image.dimensions(), (128, 128));
+        images.push(image);
+    }
+    assert_eq!(images[0], images[1], "same seed, same bytes");
+
+    let (status, _, stderr) =
+        run(atelier(home.path(), &models).args(["generate", "x", "--model", "qwen"]));
+    assert!(!status.status.success());
+    assert!(
+        stderr.contains("not an image model") && stderr.contains("atelier-tiny"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn brands_ingest_search_list_and_delete() {
+    let home = tempfile::tempdir().unwrap();
+    let models = models_dir();
+    let kit = repo().join("examples/brands/voltline");
+    let (out, stdout, stderr) = run(atelier(home.path(), &models)
+        .args(["brands", "ingest", "--tenant", "acme"])
+        .arg(&kit));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("acme/voltline:") && stdout.contains("new or changed"),
+        "{stdout}"
+    );
+    let (_, again, _) = run(atelier(home.path(), &models)
+        .args(["brands", "ingest", "--tenant", "acme"])
+        .arg(&kit));
+    assert!(again.contains("(0 new or changed, 0 removed"), "{again}");
+
+    let (out, stdout, stderr) = run(atelier(home.path(), &models).args([
+        "brands",
+        "search",
+        "voltline",
+        "what must riders wear",
+        "--tenant",
+        "acme",
+        "--top-k",
+        "3",
+        "--json",
+    ]));
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let passages = v["passages"].as_array().unwrap();
+    assert_eq!(passages.len(), 3);
+    assert!(
+        passages
+            .iter()
+            .any(|p| p["text"].as_str().unwrap().contains("helmet")),
+        "{stdout}"
+    );
+
+    let (_, listed, _) =
+        run(atelier(home.path(), &models).args(["brands", "list", "--tenant", "acme"]));
+    assert!(
+        listed.starts_with("voltline\t") && listed.contains("passages"),
+        "{listed}"
+    );
+
+    // Another tenant sees nothing; a bad top-k names the field.
+    let (out, _, stderr) = run(atelier(home.path(), &models).args([
+        "brands", "search", "voltline", "helmet", "--tenant", "other",
+    ]));
+    assert!(
+        !out.status.success() && stderr.contains("`brand`"),
+        "{stderr}"
+    );
+    let (out, _, stderr) = run(atelier(home.path(), &models).args([
+        "brands", "search", "voltline", "helmet", "--tenant", "acme", "--top-k", "50",
+    ]));
+    assert!(
+        !out.status.success() && stderr.contains("`top_k`") && stderr.contains("1..=10"),
+        "{stderr}"
+    );
+
+    // A broken kit fails with file, line and field, and changes nothing.
+    let broken = home.path().join("kits/voltline");
+    std::fs::create_dir_all(broken.join("guidelines")).unwrap();
+    std::fs::copy(kit.join("logo.svg"), broken.join("logo.svg")).unwrap();
+    let toml = std::fs::read_to_string(kit.join("brand.toml"))
+        .unwrap()
+        .replace("#FFD23F", "#FFD23");
+    std::fs::write(broken.join("brand.toml"), toml).unwrap();
+    let (out, _, stderr) = run(atelier(home.path(), &models)
+        .args(["brands", "ingest", "--tenant", "acme"])
+        .arg(&broken));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("brand.toml:") && stderr.contains("palette[2].hex"),
+        "{stderr}"
+    );
+    let (_, listed_after, _) =
+        run(atelier(home.path(), &models).args(["brands", "list", "--tenant", "acme"]));
+    assert_eq!(listed, listed_after);
+
+    let (out, stdout, stderr) =
+        run(atelier(home.path(), &models)
+            .args(["brands", "delete", "voltline", "--tenant", "acme"]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("removed"), "{stdout}");
+    let (_, listed, _) =
+        run(atelier(home.path(), &models).args(["brands", "list", "--tenant", "acme"]));
+    assert!(listed.contains("no brands stored"), "{listed}");
+}

@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::Tokenizer;
 
-use super::Embedder;
+use super::{Embedder, normalise};
 use crate::error::{Error, Result};
 
 /// Tokens per window; sentence-transformers uses the same limit for this model.
@@ -123,11 +123,6 @@ impl MiniLmEmbedder {
         }
         Ok(out)
     }
-}
-
-fn normalise(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter_mut().for_each(|x| *x /= norm);
 }
 
 impl Embedder for MiniLmEmbedder {

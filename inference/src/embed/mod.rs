@@ -1,13 +1,17 @@
 //! Sentence embeddings behind one trait.
 //!
+//! [`OpenAiEmbedder`] asks any OpenAI-compatible `/embeddings` endpoint instead.
+//!
 //! [`MiniLmEmbedder`] runs all-MiniLM-L6-v2 with candle: batched, mean-pooled over real tokens,
 //! L2-normalised — the same vectors as sentence-transformers. A text longer than the model's
 //! window is split into windows that are embedded separately and averaged (weighted by their
 //! token counts), never silently cut.
 
 mod minilm;
+mod openai;
 
 pub use minilm::MiniLmEmbedder;
+pub use openai::OpenAiEmbedder;
 
 use crate::error::Result;
 
@@ -17,4 +21,10 @@ pub trait Embedder: Send + Sync {
     fn dimensions(&self) -> usize;
     /// One vector per text, in order.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+}
+
+/// Scale `v` to unit length (a zero vector stays zero).
+pub(crate) fn normalise(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
 }

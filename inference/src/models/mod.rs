@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod bundled;
+
 pub use fetch::{FetchEvent, FetchProgress, Fetcher, FetcherConfig, NoProgress, Source};
 
 /// What a model is for.
@@ -104,6 +106,10 @@ pub struct ModelCard {
     /// Optional Hugging Face source.
     #[serde(default)]
     pub hf: Option<HubSource>,
+    /// The files ship inside the `atelier` binary (Atelier's own weights); `pull` writes them
+    /// into the cache without any network, and the files list no registry parts.
+    #[serde(default)]
+    pub bundled: bool,
 }
 
 impl ModelCard {
@@ -155,7 +161,17 @@ impl ModelCard {
                     file.name
                 ));
             }
-            if file.parts.is_empty() {
+            if self.bundled {
+                if !file.parts.is_empty() {
+                    return bad(format!(
+                        "bundled file `{}` must not list registry parts",
+                        file.name
+                    ));
+                }
+                if bundled::file(&self.name, &file.name).is_none() {
+                    return bad(format!("file `{}` is not bundled in this build", file.name));
+                }
+            } else if file.parts.is_empty() {
                 return bad(format!("file `{}` has no parts", file.name));
             }
             if file.name.contains(['/', '\\']) || file.name.starts_with('.') {

@@ -1,12 +1,8 @@
 //! `atelier generate`: text to images with an ImageGenerator, printing progress.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use atelier_inference::diffusion::tiny::TinyGenerator;
 use atelier_inference::diffusion::{ImageGenerator, ImageRequest, InitImage, Progress};
-use atelier_inference::embed::MiniLmEmbedder;
-use atelier_inference::models::Catalog;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::GenerateArgs;
@@ -14,12 +10,7 @@ use crate::settings::Settings;
 
 pub async fn run(settings: &Settings, args: GenerateArgs) -> anyhow::Result<()> {
     let (width, height) = parse_size(&args.size)?;
-    let catalog = Catalog::builtin()?;
-    let minilm = catalog.get("all-minilm-l6-v2")?;
-    minilm.installed_path(&settings.models_dir)?;
-    let embedder = Arc::new(MiniLmEmbedder::load(&minilm.dir(&settings.models_dir))?);
-    let generator = TinyGenerator::load(&args.weights, embedder)
-        .with_context(|| format!("loading atelier-tiny from {}", args.weights.display()))?;
+    let generator = super::tiny_generator(settings, &args.model, args.weights.as_deref()).await?;
 
     let prompts: Vec<String> = match (&args.prompt, &args.prompts) {
         (Some(prompt), _) => vec![prompt.clone()],

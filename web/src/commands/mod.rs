@@ -1,6 +1,8 @@
 //! The subcommands, and the composition root that turns settings into backends.
 
 mod bench;
+mod bench_embed;
+mod brands;
 mod chat;
 mod generate;
 mod models;
@@ -15,7 +17,9 @@ use atelier_inference::llm::{
 use atelier_inference::models::Catalog;
 
 use crate::cli::{BenchCommand, Cli, Command, ModelsCommand, TrainCommand};
-use crate::settings::{Environment, LlmBackend, Settings};
+use crate::settings::{BrandStoreKind, EmbedBackend, Environment, LlmBackend, Settings};
+use atelier_inference::embed::{Embedder, MiniLmEmbedder, OpenAiEmbedder};
+use atelier_tools::brand::{BrandStore, EdgeStore, ServerStore, ServerStoreConfig};
 
 /// Run one command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -25,9 +29,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(ModelsCommand::Pull(args)) => models::pull(&settings, args).await,
         Command::Chat(args) => chat::run(&settings, args).await,
         Command::Bench(BenchCommand::Llm(args)) => bench::llm(&settings, args).await,
+        Command::Bench(BenchCommand::Embed(args)) => bench_embed::embed(&settings, args).await,
+        Command::Bench(BenchCommand::BrandSearch(args)) => {
+            bench_embed::brand_search(&settings, args).await
+        }
+        Command::Bench(BenchCommand::Tiny(args)) => bench_embed::tiny(&settings, args).await,
+        Command::Brands(command) => brands::run(&settings, command).await,
         Command::Config => show_config(&settings),
         Command::Generate(args) => generate::run(&settings, args).await,
         Command::Train(TrainCommand::Tiny(args)) => train::tiny(&settings, args).await,
+        Command::Train(TrainCommand::TinyEval(args)) => train::tiny_eval(&settings, args).await,
+        Command::Train(TrainCommand::TinyClassifier { steps, out }) => {
+            train::tiny_classifier(steps, &out).await
+        }
         Command::Train(TrainCommand::TinyData { count, seed, out }) => {
             train::tiny_data(count, seed, &out)
         }
@@ -36,7 +50,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn show_config(settings: &Settings) -> anyhow::Result<()> {
     let mut shown = settings.clone();
-    for secret in [&mut shown.llm.openai.api_key, &mut shown.models.hf_token] {
+    for secret in [
+        &mut shown.llm.openai.api_key,
+        &mut shown.models.hf_token,
+        &mut shown.embed.openai.api_key,
+        &mut shown.brands.qdrant.api_key,
+    ] {
         if !secret.is_empty() {
             *secret = "********".into();
         }
@@ -95,4 +114,102 @@ pub async fn chat_model(
             }))
         }
     })
+}
+
+/// The embedder the settings choose.
+pub async fn embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
+    Ok(match settings.embed.backend {
+        EmbedBackend::Minilm => embedder_minilm(settings).await?,
+        EmbedBackend::Openai => {
+            let o = &settings.embed.openai;
+            Arc::new(OpenAiEmbedder::new(
+                OpenAiConfig {
+                    base_url: o.base_url.clone(),
+                    api_key: o.api_key.clone(),
+                    model: o.model.clone(),
+                },
+                o.dimensions,
+            )?)
+        }
+    })
+}
+
+/// The brand store the settings choose, for vectors of `dims` dimensions.
+pub async fn brand_store(settings: &Settings, dims: usize) -> anyhow::Result<Arc<dyn BrandStore>> {
+    Ok(match settings.brands.store {
+        BrandStoreKind::Embedded => {
+            let path = settings.home.join("brands");
+            Arc::new(
+                EdgeStore::open(&path, dims)
+                    .await
+                    .with_context(|| format!("opening the brand store in {}", path.display()))?,
+            )
+        }
+        BrandStoreKind::Server => {
+            let q = &settings.brands.qdrant;
+            let config = ServerStoreConfig {
+                url: q.url.clone(),
+                api_key: q.api_key.clone(),
+                collection: q.collection.clone(),
+                timeout: std::time::Duration::from_secs(q.timeout_seconds),
+            };
+            Arc::new(
+                ServerStore::connect(&config, dims)
+                    .await
+                    .with_context(|| format!("connecting to the Qdrant server at {}", q.url))?,
+            )
+        }
+    })
+}
+
+/// Atelier's own image model: `name` from the catalog (the bundled weights are written into the
+/// cache on first use, offline), or the weights in `weights` when given.
+pub async fn tiny_generator(
+    settings: &Settings,
+    name: &str,
+    weights: Option<&std::path::Path>,
+) -> anyhow::Result<atelier_inference::diffusion::tiny::TinyGenerator> {
+    use atelier_inference::models::{Fetcher, ModelKind, NoProgress, Source};
+    let catalog = Catalog::builtin()?;
+    let dir = match weights {
+        Some(dir) => dir.to_path_buf(),
+        None => {
+            let card = catalog.get(name)?;
+            anyhow::ensure!(
+                card.kind == ModelKind::Image && card.bundled,
+                "`{name}` is not an image model this build can run; image models: {}",
+                catalog
+                    .cards()
+                    .iter()
+                    .filter(|c| c.kind == ModelKind::Image)
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Fetcher::new(settings.fetcher_config(), Arc::new(NoProgress))
+                .pull(card, Source::Registry)
+                .await?
+        }
+    };
+    let embedder = embedder_minilm(settings).await?;
+    let generator = tokio::task::spawn_blocking(move || {
+        atelier_inference::diffusion::tiny::TinyGenerator::load(&dir, embedder)
+            .with_context(|| format!("loading atelier-tiny from {}", dir.display()))
+    })
+    .await
+    .context("model loading thread failed")??;
+    Ok(generator)
+}
+
+/// The candle MiniLM embedder (atelier-tiny is conditioned on exactly this model).
+async fn embedder_minilm(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
+    let catalog = Catalog::builtin()?;
+    let card = catalog.get("all-minilm-l6-v2")?;
+    card.installed_path(&settings.models_dir)?;
+    let dir = card.dir(&settings.models_dir);
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(move || MiniLmEmbedder::load(&dir))
+            .await
+            .context("embedder loading thread failed")??,
+    ))
 }

@@ -12,6 +12,8 @@ use crate::settings::{ModelSource, Settings};
 
 /// The embedder every default setup needs besides the LLM.
 const DEFAULT_EMBEDDER: &str = "all-minilm-l6-v2";
+/// The default image model (bundled: installing it needs no network).
+const DEFAULT_IMAGE: &str = "atelier-tiny";
 
 pub fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
     let catalog = Catalog::builtin()?;
@@ -67,7 +69,11 @@ pub fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
 pub async fn pull(settings: &Settings, args: PullArgs) -> anyhow::Result<()> {
     let catalog = Catalog::builtin()?;
     let names = if args.defaults {
-        vec![settings.llm.model.clone(), DEFAULT_EMBEDDER.to_string()]
+        vec![
+            settings.llm.model.clone(),
+            DEFAULT_EMBEDDER.to_string(),
+            DEFAULT_IMAGE.to_string(),
+        ]
     } else {
         args.names
     };

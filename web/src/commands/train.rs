@@ -10,7 +10,7 @@ use atelier_inference::diffusion::tiny::train::{TrainOptions, train};
 use atelier_inference::embed::MiniLmEmbedder;
 use atelier_inference::models::Catalog;
 
-use crate::cli::{TinyPreset, TrainTinyArgs};
+use crate::cli::{TinyEvalArgs, TinyPreset, TrainTinyArgs};
 use crate::settings::Settings;
 
 pub async fn tiny(settings: &Settings, args: TrainTinyArgs) -> anyhow::Result<()> {
@@ -124,5 +124,218 @@ pub fn tiny_data(count: u32, seed: u64, out: &std::path::Path) -> anyhow::Result
     grid.save(out)
         .with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Generate one image per held-out caption and check its colours against the caption's.
+pub async fn tiny_eval(settings: &Settings, args: TinyEvalArgs) -> anyhow::Result<()> {
+    use atelier_inference::diffusion::ImageRequest;
+    use atelier_inference::diffusion::tiny::data::{Generator, Scene};
+    use atelier_inference::diffusion::tiny::eval::{
+        MAX_DELTA_E, checked_colours, colour_distances,
+    };
+    use std::collections::BTreeMap;
+
+    anyhow::ensure!(
+        (1..=10_000).contains(&args.captions),
+        "--captions must be in 1..=10000"
+    );
+    anyhow::ensure!(
+        args.seed != 1,
+        "--seed 1 is the training stream; use another for held-out captions"
+    );
+    let generator =
+        super::tiny_generator(settings, "atelier-tiny", args.weights.as_deref()).await?;
+    let data = Generator::new(64).context("generator size")?;
+
+    let kind = |s: &Scene| {
+        serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v["kind"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    // kind → (images, passed, passed by the training image itself)
+    let mut by_kind: BTreeMap<String, (u32, u32, u32)> = BTreeMap::new();
+    let mut distances = Vec::new();
+    let mut grid = Vec::new();
+    let started = Instant::now();
+    for i in 0..args.captions {
+        let sample = data.sample(args.seed, i);
+        let mut request = ImageRequest::new(sample.caption.clone());
+        request.width = 64;
+        request.height = 64;
+        request.steps = args.steps;
+        request.guidance = args.guidance;
+        request.seed = i;
+        let image = generator
+            .generate_blocking(&request, None)?
+            .images
+            .remove(0)
+            .image;
+        let wanted = checked_colours(&sample.scene);
+        let d = colour_distances(image.as_raw(), &wanted);
+        let ok = d.iter().all(|x| *x <= MAX_DELTA_E);
+        let reference_ok = colour_distances(&sample.rgb, &wanted)
+            .iter()
+            .all(|x| *x <= MAX_DELTA_E);
+        let entry = by_kind.entry(kind(&sample.scene)).or_default();
+        entry.0 += 1;
+        entry.1 += u32::from(ok);
+        entry.2 += u32::from(reference_ok);
+        distances.extend(d);
+        if grid.len() < 64 {
+            grid.push(image);
+        }
+        if (i + 1) % 20 == 0 {
+            eprintln!(
+                "{}/{} captions, {:.1} s",
+                i + 1,
+                args.captions,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let total: u32 = by_kind.values().map(|v| v.0).sum();
+    let passed: u32 = by_kind.values().map(|v| v.1).sum();
+    let reference: u32 = by_kind.values().map(|v| v.2).sum();
+    distances.sort_by(|a, b| a.total_cmp(b));
+    let median = distances
+        .get(distances.len() / 2)
+        .copied()
+        .unwrap_or(f32::NAN);
+    let pct = |a: u32, b: u32| 100.0 * a as f64 / b.max(1) as f64;
+    let mut md = format!(
+        "| scene | captions | colours within ΔE2000 {MAX_DELTA_E} | training images themselves |\n|---|---|---|---|\n"
+    );
+    for (k, (n, p, r)) in &by_kind {
+        md.push_str(&format!(
+            "| {k} | {n} | {:.0}% | {:.0}% |\n",
+            pct(*p, *n),
+            pct(*r, *n)
+        ));
+    }
+    md.push_str(&format!(
+        "| **all** | **{total}** | **{:.1}%** | {:.1}% |\n\nMedian ΔE2000 of a requested colour to the nearest dominant colour: {median:.1}. \
+         Held-out stream seed {}, {} steps, guidance {}, 64×64.\n",
+        pct(passed, total),
+        pct(reference, total),
+        args.seed,
+        args.steps,
+        args.guidance
+    ));
+    if args.classifier.is_file() {
+        md.push_str(&shape_adherence(&generator, &args)?);
+    } else {
+        md.push_str(&format!(
+            "\nShape and position adherence not measured: {} is missing (`atelier train tiny-classifier`).\n",
+            args.classifier.display()
+        ));
+    }
+    print!("{md}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.grid {
+        atelier_inference::diffusion::grid(&grid, 8, 2)
+            .save(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Generate the held-out shape captions and let the classifier say what was drawn.
+fn shape_adherence(
+    generator: &atelier_inference::diffusion::tiny::TinyGenerator,
+    args: &TinyEvalArgs,
+) -> anyhow::Result<String> {
+    use atelier_inference::diffusion::ImageRequest;
+    use atelier_inference::diffusion::tiny::classifier::{
+        ShapeClassifier, evaluate_real, images_tensor, shape_samples,
+    };
+    use atelier_inference::diffusion::tiny::data::{Generator, Position, Shape};
+
+    anyhow::ensure!(
+        (1..=5_000).contains(&args.shape_captions),
+        "--shape-captions must be in 1..=5000"
+    );
+    let classifier = ShapeClassifier::load(&args.classifier)?;
+    let real = evaluate_real(&classifier, args.seed, 512)?;
+    let data = Generator::new(64).context("generator size")?;
+    let samples = shape_samples(args.seed, 0, args.shape_captions);
+    let mut per_shape = vec![(0u32, 0u32); Shape::ALL.len()];
+    let mut per_position = vec![(0u32, 0u32); Position::ALL.len()];
+    for (n, (index, _, shape, position)) in samples.iter().enumerate() {
+        let caption = data.sample(args.seed, *index).caption;
+        let mut request = ImageRequest::new(caption);
+        request.width = 64;
+        request.height = 64;
+        request.steps = args.steps;
+        request.guidance = args.guidance;
+        request.seed = *index;
+        let image = generator
+            .generate_blocking(&request, None)?
+            .images
+            .remove(0)
+            .image;
+        let x = images_tensor(&[image.as_raw().as_slice()])?;
+        let (ps, pp) = classifier
+            .predict(&x)?
+            .first()
+            .copied()
+            .context("no prediction")?;
+        per_shape[*shape].0 += 1;
+        per_shape[*shape].1 += u32::from(ps == *shape);
+        per_position[*position].0 += 1;
+        per_position[*position].1 += u32::from(pp == *position);
+        if (n + 1) % 30 == 0 {
+            eprintln!("{}/{} shape captions", n + 1, samples.len());
+        }
+    }
+    let pct = |(n, ok): (u32, u32)| 100.0 * ok as f64 / n.max(1) as f64;
+    let mut md = format!(
+        "\nShape and position adherence on {} held-out shape captions, judged by a CNN trained on the generator \
+         (its accuracy on real held-out samples: shape {:.0}%, position {:.0}%).\n\n| label | captions | classifier agrees | chance |\n|---|---|---|---|\n",
+        samples.len(),
+        real.shape_accuracy * 100.0,
+        real.position_accuracy * 100.0
+    );
+    for (s, v) in Shape::ALL.iter().zip(&per_shape) {
+        md.push_str(&format!(
+            "| shape: {} | {} | {:.0}% | 33% |\n",
+            s.word(),
+            v.0,
+            pct(*v)
+        ));
+    }
+    for (p, v) in Position::ALL.iter().zip(&per_position) {
+        md.push_str(&format!(
+            "| position: {p:?} | {} | {:.0}% | 20% |\n",
+            v.0,
+            pct(*v)
+        ));
+    }
+    Ok(md)
+}
+
+pub async fn tiny_classifier(steps: usize, out: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=100_000).contains(&steps),
+        "--steps must be in 1..=100000"
+    );
+    let out = out.to_path_buf();
+    let started = Instant::now();
+    let report = tokio::task::spawn_blocking(move || {
+        atelier_inference::diffusion::tiny::classifier::train_classifier(7, steps, &out)
+            .map(|r| (r, out))
+    })
+    .await
+    .context("the training thread failed")??;
+    eprintln!(
+        "trained in {:.0} s; on held-out real samples: shape {:.1}%, position {:.1}%; weights in {}",
+        started.elapsed().as_secs_f64(),
+        report.0.shape_accuracy * 100.0,
+        report.0.position_accuracy * 100.0,
+        report.1.display()
+    );
     Ok(())
 }

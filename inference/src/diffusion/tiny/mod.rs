@@ -6,7 +6,9 @@
 //! 64×64 pixels in a handful of steps on 2 CPU cores and upsamples them (Lanczos) to the size
 //! asked for.
 
+pub mod classifier;
 pub mod data;
+pub mod eval;
 pub mod flow;
 pub mod model;
 pub mod train;
