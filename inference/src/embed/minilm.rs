@@ -96,8 +96,21 @@ impl MiniLmEmbedder {
             .collect())
     }
 
-    /// Mean-pooled (not yet normalised) vectors of token windows, batched.
+    /// Mean-pooled (not yet normalised) vectors of token windows, batched. Windows are batched
+    /// in order of length so a batch pads little; results come back in the callers' order.
     fn pooled(&self, windows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let mut order: Vec<usize> = (0..windows.len()).collect();
+        order.sort_by_key(|&i| windows[i].len());
+        let sorted: Vec<Vec<u32>> = order.iter().map(|&i| windows[i].clone()).collect();
+        let vectors = self.pooled_in_order(&sorted)?;
+        let mut out = vec![Vec::new(); windows.len()];
+        for (i, v) in order.into_iter().zip(vectors) {
+            out[i] = v;
+        }
+        Ok(out)
+    }
+
+    fn pooled_in_order(&self, windows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(windows.len());
         for batch in windows.chunks(BATCH) {
             let len = batch.iter().map(Vec::len).max().unwrap_or(2);
