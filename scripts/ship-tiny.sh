@@ -12,7 +12,7 @@ for f in model.safetensors config.json; do
   test -f "$run/model/$f" || { echo "missing $run/model/$f" >&2; exit 1; }
 done
 cp "$run/model/model.safetensors" "$run/model/config.json" "$dest/"
-cp "$run/checkpoint/state.json" "$dest/state.json" 2>/dev/null || true
+cp "$run/model/state.json" "$dest/state.json" 2>/dev/null || cp "$run/checkpoint/state.json" "$dest/state.json" 2>/dev/null || true
 for f in loss.png loss.csv; do cp "$run/$f" "$dest/" 2>/dev/null || true; done
 python3 - "$dest" <<'PY'
 import hashlib, os, re, sys
