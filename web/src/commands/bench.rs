@@ -42,7 +42,7 @@ struct ReferenceOutput {
     runs: Vec<Run>,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
@@ -170,8 +170,13 @@ pub async fn llm(settings: &Settings, args: BenchLlmArgs) -> anyhow::Result<()> 
         ));
     }
 
+    publish(&table, args.markdown.as_deref())
+}
+
+/// Print a result table and append it to `markdown` when given.
+pub(super) fn publish(table: &str, markdown: Option<&Path>) -> anyhow::Result<()> {
     println!("{table}");
-    if let Some(path) = &args.markdown {
+    if let Some(path) = markdown {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -223,9 +228,22 @@ fn reference(
         "prompts": prompts,
         "max_tokens": args.tokens,
     });
+    let parsed: ReferenceOutput =
+        run_reference(python, REFERENCE_SCRIPT, &job, "llama-cpp-python")?;
+    Ok(parsed.runs)
+}
+
+/// Run a Python reference `script` with `job` as JSON on stdin; it prints one JSON result.
+/// `package` names what must be installed for `python`, for the error.
+pub(super) fn run_reference<T: serde::de::DeserializeOwned>(
+    python: &Path,
+    script: &str,
+    job: &serde_json::Value,
+    package: &str,
+) -> anyhow::Result<T> {
     let mut child = std::process::Command::new(python)
         .arg("-c")
-        .arg(REFERENCE_SCRIPT)
+        .arg(script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -239,7 +257,7 @@ fn reference(
     let output = child.wait_with_output()?;
     anyhow::ensure!(
         output.status.success(),
-        "the reference runtime failed (is llama-cpp-python installed for {}?): {}",
+        "the reference runtime failed (is {package} installed for {}?): {}",
         python.display(),
         String::from_utf8_lossy(&output.stderr)
             .lines()
@@ -248,9 +266,8 @@ fn reference(
             .collect::<Vec<_>>()
             .join(" | ")
     );
-    let parsed: ReferenceOutput = serde_json::from_slice(&output.stdout)
-        .context("the reference runtime printed something other than its JSON result")?;
-    Ok(parsed.runs)
+    serde_json::from_slice(&output.stdout)
+        .context("the reference runtime printed something other than its JSON result")
 }
 
 /// Single-thread sequential read bandwidth in bytes/s (best of several passes over 512 MiB).

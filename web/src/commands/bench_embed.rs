@@ -2,9 +2,7 @@
 //! files, sentences, batch sizes and threads. `atelier bench brand-search`: filtered search
 //! latency in the embedded brand store. `atelier bench tiny`: seconds per atelier-tiny image.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -15,6 +13,7 @@ use atelier_tools::brand::{BrandStore, Chunk, ChunkKind, EdgeStore, Scope, Searc
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
+use super::bench::{median, publish};
 use crate::cli::{BenchBrandSearchArgs, BenchEmbedArgs, BenchTinyArgs};
 use crate::settings::Settings;
 
@@ -44,11 +43,6 @@ fn sentences(n: usize) -> anyhow::Result<Vec<String>> {
     }
     anyhow::ensure!(!all.is_empty(), "no sentences in {}", root.display());
     Ok(all.iter().cycle().take(n).cloned().collect())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 #[derive(Deserialize)]
@@ -135,16 +129,7 @@ pub async fn embed(settings: &Settings, args: BenchEmbedArgs) -> anyhow::Result<
         };
         table.push_str(&format!("| {batch} | {rate:.1} | {r} | {ratio} |\n"));
     }
-    print!("{table}");
-    if let Some(path) = &args.markdown {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)?
-            .write_all(table.as_bytes())?;
-        eprintln!("appended to {}", path.display());
-    }
-    Ok(())
+    publish(&table, args.markdown.as_deref())
 }
 
 fn candle_threads() -> usize {
@@ -169,33 +154,7 @@ fn run_reference(
         "runs": args.runs,
     });
     eprintln!("measuring sentence-transformers…");
-    let mut child = std::process::Command::new(python)
-        .arg("-c")
-        .arg(REFERENCE_SCRIPT)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", python.display()))?;
-    child
-        .stdin
-        .take()
-        .context("no stdin for the reference runtime")?
-        .write_all(job.to_string().as_bytes())?;
-    let output = child.wait_with_output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "sentence-transformers failed (is it installed for {}?): {}",
-        python.display(),
-        String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .rev()
-            .take(5)
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    serde_json::from_slice(&output.stdout)
-        .context("the reference printed something other than its JSON result")
+    super::bench::run_reference(python, REFERENCE_SCRIPT, &job, "sentence-transformers")
 }
 
 pub async fn brand_search(_settings: &Settings, args: BenchBrandSearchArgs) -> anyhow::Result<()> {
@@ -288,16 +247,7 @@ pub async fn brand_search(_settings: &Settings, args: BenchBrandSearchArgs) -> a
         pct(0.99),
         latencies[latencies.len() - 1]
     );
-    print!("{table}");
-    if let Some(path) = &args.markdown {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)?
-            .write_all(table.as_bytes())?;
-        eprintln!("appended to {}", path.display());
-    }
-    Ok(())
+    publish(&table, args.markdown.as_deref())
 }
 
 pub async fn tiny(settings: &Settings, args: BenchTinyArgs) -> anyhow::Result<()> {
@@ -328,13 +278,5 @@ pub async fn tiny(settings: &Settings, args: BenchTinyArgs) -> anyhow::Result<()
         args.runs,
         median(seconds)
     );
-    print!("{table}");
-    if let Some(path) = &args.markdown {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)?
-            .write_all(table.as_bytes())?;
-    }
-    Ok(())
+    publish(&table, args.markdown.as_deref())
 }

@@ -7,8 +7,6 @@ use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{
     AdamW, Conv2dConfig, Optimizer, ParamsAdamW, VarBuilder, VarMap, conv2d, linear, loss,
 };
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use super::data::{Generator, Position, Scene, Shape};
 use crate::error::{Error, Result};
@@ -138,7 +136,6 @@ pub fn train_classifier(seed: u64, steps: usize, out: &Path) -> Result<Classifie
         },
     )
     .map_err(Error::candle("create the optimiser"))?;
-    let _rng = ChaCha8Rng::seed_from_u64(seed);
     let mut next = 0u64;
     for step in 0..steps {
         let batch = shape_samples(seed, next, 64);
