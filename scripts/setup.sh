@@ -19,6 +19,11 @@ echo "== main job: a creative brief, answered by the in-process LLM as structure
 "$atelier" chat "Plan a banner for our summer sale: a headline, a subline, a palette of three hex colours and the mood." \
   --schema prompts/examples/banner-plan.schema.json --temperature 0.2 --stats
 
+echo
+echo "== the example brands, stored in the embedded Qdrant engine, and one retrieval =="
+"$atelier" brands ingest examples/brands/solstice examples/brands/voltline
+"$atelier" brands search solstice "colours for a summer sale banner" --top-k 2
+
 if [ -f models/atelier-tiny/model.safetensors ]; then
   echo
   echo "== and an image from Atelier's own offline model (an early checkpoint: see models/atelier-tiny/README.md) =="
