@@ -24,6 +24,11 @@ echo "== the example brands, stored in the embedded Qdrant engine, and one retri
 "$atelier" brands ingest examples/brands/solstice examples/brands/voltline
 "$atelier" brands search solstice "colours for a summer sale banner" --top-k 2
 
+echo
+echo "== the agent: a brief → brand retrieval → plan → images → critique → refine → final message =="
+"$atelier" brief "A square Instagram post for our autumn blend: a ceramic cup of coffee on a wooden table in morning light." \
+  --brand solstice --out out/brief
+
 if [ -f models/atelier-tiny/model.safetensors ]; then
   echo
   echo "== and an image from Atelier's own offline model (an early checkpoint: see models/atelier-tiny/README.md) =="

@@ -4,6 +4,7 @@
 //!   OpenAI-compatible one;
 //! - [`embed`]: the [`embed::Embedder`] trait with the candle MiniLM backend;
 //! - [`diffusion`]: the [`diffusion::ImageGenerator`] trait and Atelier's own offline model;
+//! - [`vision`]: image analysis for critique (dominant colours, CIEDE2000, technical quality);
 //! - [`models`]: model cards and the [`models::Fetcher`] that fills the model cache from
 //!   registry packages or the Hugging Face Hub.
 //!
@@ -21,5 +22,6 @@ pub mod error;
 pub mod llm;
 pub mod models;
 mod plot;
+pub mod vision;
 
 pub use error::{Error, Result};

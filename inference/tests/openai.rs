@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use atelier_inference::Error;
 use atelier_inference::llm::{
-    ChatModel, ChatRequest, FinishReason, Message, OpenAiChatModel, OpenAiConfig,
+    ChatModel, ChatRequest, FinishReason, Message, OpenAiChatModel, OpenAiConfig, StructuredOutput,
 };
 use axum::Router;
 use axum::extract::State;
@@ -61,6 +61,73 @@ async fn completions(
     ([("content-type", "text/event-stream")], sse)
 }
 
+/// Answers by calling the requested function: its arguments arrive in two chunks.
+async fn tool_call(State(seen): State<Seen>, uri: Uri, body: String) -> impl IntoResponse {
+    let body: Value = serde_json::from_str(&body).unwrap();
+    seen.requests
+        .lock()
+        .unwrap()
+        .push((uri.path().to_string(), None, body));
+    let chunk = |delta: Value, finish: Option<&str>| {
+        json!({
+            "id": "c2", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+        })
+    };
+    let events = [
+        chunk(
+            json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                "function": {"name": "plan", "arguments": "{\"headline\": "}}]}),
+            None,
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Sun's out\"}"}}]}),
+            None,
+        ),
+        chunk(json!({}), Some("tool_calls")),
+    ];
+    let mut sse = String::new();
+    for e in events {
+        sse.push_str(&format!("data: {e}\n\n"));
+    }
+    sse.push_str("data: [DONE]\n\n");
+    ([("content-type", "text/event-stream")], sse)
+}
+
+#[tokio::test]
+async fn native_tool_calling_carries_the_schema_and_returns_the_arguments() {
+    let seen = Seen::default();
+    let router = Router::new()
+        .route("/v1/chat/completions", post(tool_call))
+        .with_state(seen.clone());
+    let base = serve(router).await;
+    let model = OpenAiChatModel::new(OpenAiConfig {
+        base_url: format!("{base}/v1"),
+        api_key: String::new(),
+        model: "m".into(),
+        structured: StructuredOutput::ToolCall,
+    });
+    let schema = json!({"title": "plan", "type": "object",
+        "properties": {"headline": {"type": "string"}}, "required": ["headline"]});
+    let response = model
+        .complete(ChatRequest::new(vec![Message::user("A summer banner")]).schema(schema))
+        .await
+        .unwrap();
+    assert_eq!(response.text, r#"{"headline": "Sun's out"}"#);
+    assert_eq!(response.finish_reason, FinishReason::Stop);
+    let requests = seen.requests.lock().unwrap();
+    let body = &requests[0].2;
+    assert!(body.get("response_format").is_none(), "{body}");
+    assert_eq!(body["tools"][0]["type"], "function");
+    assert_eq!(body["tools"][0]["function"]["name"], "plan");
+    assert_eq!(
+        body["tools"][0]["function"]["parameters"]["properties"]["headline"]["type"],
+        "string"
+    );
+    assert_eq!(body["tool_choice"]["type"], "function");
+    assert_eq!(body["tool_choice"]["function"]["name"], "plan");
+}
+
 async fn serve(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -79,6 +146,7 @@ async fn custom_base_url_is_used_and_structured_output_requested() {
         base_url: format!("{base}/custom/prefix/v1"),
         api_key: "sk-test".into(),
         model: "test-model".into(),
+        structured: StructuredOutput::ResponseFormat,
     });
     let schema = json!({"type": "object", "properties": {"headline": {"type": "string"}}, "required": ["headline"]});
     let response = model
@@ -140,6 +208,7 @@ async fn server_errors_become_typed_errors() {
         base_url: format!("{base}/v1"),
         api_key: "wrong".into(),
         model: "m".into(),
+        structured: StructuredOutput::default(),
     });
     let err = model
         .complete(ChatRequest::new(vec![Message::user("hi")]))
@@ -162,6 +231,7 @@ async fn schema_violations_from_a_server_are_caught() {
         base_url: format!("{base}/v1"),
         api_key: String::new(),
         model: "m".into(),
+        structured: StructuredOutput::ResponseFormat,
     });
     let schema = json!({"type": "object", "properties": {"headline": {"type": "integer"}}});
     let err = model
@@ -209,6 +279,7 @@ async fn embeddings_come_back_in_order_and_normalised() {
         base_url: format!("{base}/v1"),
         api_key: "sk-e".into(),
         model: "embed-test".into(),
+        structured: StructuredOutput::default(),
     };
     let embedder = OpenAiEmbedder::new(config.clone(), 4).unwrap();
     let texts: Vec<String> = (0..300).map(|i| format!("text {i}")).collect();

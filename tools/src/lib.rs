@@ -2,10 +2,14 @@
 //!
 //! - [`brand`]: brand kits (`brand.toml` + guideline documents), chunking, the [`brand::BrandStore`]
 //!   trait with an embedded (`qdrant-edge`) and a server (`qdrant-client`) backend, ingestion.
-//! - [`retrieve`]: the `retrieve_brand_guidelines` tool.
+//! - [`retrieve`]: the `retrieve_brand_guidelines` tool;
+//! - [`generate`]: the `generate_image` tool's arguments, clamped to the model's limits;
+//! - [`critique`]: the `critique_image` checks (technical, colours, palette, forbidden, safety).
 
 pub mod brand;
+pub mod critique;
 pub mod error;
+pub mod generate;
 pub mod retrieve;
 
 pub use error::{Error, Result};

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::brand::{ChunkKind, Ingestor, Scope};
+use crate::brand::{ChunkKind, Ingestor, KitSummary, Scope};
 use crate::error::{Error, Result};
 
 /// Most passages one call may ask for.
@@ -26,7 +26,26 @@ pub struct RetrieveArgs {
     pub top_k: usize,
     /// Only guideline passages, or only structured facts from the brand kit.
     #[serde(default)]
-    pub kind: Option<ChunkKind>,
+    pub kind: Option<PassageKind>,
+}
+
+/// Which passages to search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PassageKind {
+    /// Passages of the guideline documents.
+    Guideline,
+    /// Structured facts from `brand.toml`.
+    Fact,
+}
+
+impl From<PassageKind> for ChunkKind {
+    fn from(kind: PassageKind) -> Self {
+        match kind {
+            PassageKind::Guideline => ChunkKind::Guideline,
+            PassageKind::Fact => ChunkKind::Fact,
+        }
+    }
 }
 
 /// One retrieved passage, with what is needed to cite it.
@@ -45,6 +64,8 @@ pub struct Passage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RetrieveResult {
     pub brand: String,
+    /// The kit's structured rules: palette, logos, voice, do/don't, forbidden content.
+    pub kit: KitSummary,
     pub passages: Vec<Passage>,
 }
 
@@ -61,7 +82,7 @@ pub async fn retrieve_brand_guidelines(
         });
     }
     let scope = Scope::new(tenant, &args.brand)?;
-    if ingestor.store().count(&scope).await? == 0 {
+    let Some(kit) = ingestor.kit(tenant, &args.brand).await? else {
         let known = ingestor.store().brands(tenant).await?;
         return Err(Error::InvalidRequest {
             field: "brand",
@@ -75,12 +96,13 @@ pub async fn retrieve_brand_guidelines(
                 }
             ),
         });
-    }
+    };
     let hits = ingestor
-        .search(&scope, &args.query, args.top_k, args.kind)
+        .search(&scope, &args.query, args.top_k, args.kind.map(Into::into))
         .await?;
     Ok(RetrieveResult {
         brand: args.brand,
+        kit,
         passages: hits
             .into_iter()
             .map(|h| Passage {

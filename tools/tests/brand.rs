@@ -10,7 +10,8 @@ use atelier_inference::embed::{Embedder, MiniLmEmbedder};
 use atelier_inference::models::Catalog;
 use atelier_tools::Error;
 use atelier_tools::brand::{
-    BrandKit, BrandStore, ChunkKind, EdgeStore, Ingestor, Scope, ServerStore, ServerStoreConfig,
+    BrandKit, BrandStore, ChunkKind, EdgeStore, Ingestor, KitSummary, Scope, ServerStore,
+    ServerStoreConfig,
 };
 use atelier_tools::retrieve::{RetrieveArgs, retrieve_brand_guidelines};
 
@@ -228,6 +229,38 @@ where
                 .iter()
                 .all(|h| h.chunk.kind == ChunkKind::Fact && h.chunk.document == "brand.toml")
     );
+
+    // The kit's structured summary is stored with the passages, and no search returns it.
+    let summary = ing.kit(tenant_a, "solstice").await.unwrap().unwrap();
+    assert_eq!(summary, KitSummary::of(&solstice));
+    assert_eq!(summary.palette[0].rgb(), [0xD9, 0x48, 0x0F]);
+    let kit_b = ing.kit(tenant_b, "solstice").await.unwrap().unwrap();
+    assert_eq!(kit_b.name, "Voltline", "tenant B has its own kit");
+    assert!(ing.kit(tenant_a, "nobody").await.unwrap().is_none());
+    let everything = ing
+        .search(
+            &sa,
+            "Solstice Coffee Roasters kit summary: palette, fonts, logos, voice, rules",
+            100,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(everything.iter().all(|h| h.chunk.kind != ChunkKind::Kit));
+    let result = retrieve_brand_guidelines(
+        &ing,
+        tenant_a,
+        RetrieveArgs {
+            brand: "solstice".into(),
+            query: "logo placement".into(),
+            top_k: 3,
+            kind: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(result.kit, summary);
+    assert_eq!(result.passages.len(), 3);
 
     // A changed section is replaced: one passage changes, the rest stay.
     let changed_dir = copy_kit("solstice", scratch.path(), "solstice-edit");

@@ -35,15 +35,50 @@ pub enum Command {
     /// Train models of Atelier's own.
     #[command(subcommand)]
     Train(TrainCommand),
-    /// Brand kits: ingest guidelines into the vector store, search them, delete them.
-    #[command(subcommand)]
+    /// Brand kits: ingest guidelines into the vector store, show, search and remove them.
+    #[command(subcommand, visible_alias = "brand")]
     Brands(BrandsCommand),
+    /// Run a creative brief through the agent: it asks, retrieves the brand, plans, generates,
+    /// critiques and refines; events are printed as they happen.
+    Brief(BriefArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BriefArgs {
+    /// The brief, e.g. "a banner for our summer sale".
+    pub text: String,
+    /// Brand id (`atelier brand list`); when omitted and several are stored, the agent asks.
+    #[arg(long)]
+    pub brand: Option<String>,
+    /// Tenant (default: brands.default_tenant).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Answers to the agent's questions, in order; `-` says "just go". Without answers left, a
+    /// terminal is asked interactively; otherwise the agent goes on with assumptions.
+    #[arg(long = "answer", value_name = "TEXT")]
+    pub answers: Vec<String>,
+    /// Where to write the images (named by content hash).
+    #[arg(long, default_value = "out/brief")]
+    pub out: std::path::PathBuf,
+    /// One JSON object per line for each event instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Chat model name or alias (default: llm.model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Image model (`atelier models list`).
+    #[arg(long, default_value = "atelier-tiny")]
+    pub image_model: String,
+    /// Work without brand guidelines, even when some are stored.
+    #[arg(long)]
+    pub no_brands: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BrandsCommand {
     /// Load brand kit folders (brand.toml + guidelines/) and store their guidelines; only new or
     /// changed passages are embedded and written.
+    #[command(visible_alias = "add")]
     Ingest {
         /// Kit folders; the folder name is the brand id.
         #[arg(required = true, value_name = "DIR")]
@@ -61,7 +96,7 @@ pub enum BrandsCommand {
         #[arg(long)]
         tenant: Option<String>,
         /// Passages to return (1-10).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, visible_alias = "k", default_value_t = 5)]
         top_k: usize,
         /// Only guideline passages or only brand facts.
         #[arg(long, value_enum)]
@@ -75,7 +110,18 @@ pub enum BrandsCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// A brand's stored kit: palette, fonts, logos, voice, rules, sizes and passage counts.
+    Show {
+        /// Brand id.
+        brand: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove every stored passage of a brand.
+    #[command(visible_alias = "remove")]
     Delete {
         brand: String,
         #[arg(long)]
@@ -238,6 +284,44 @@ pub enum BenchCommand {
     BrandSearch(BenchBrandSearchArgs),
     /// Seconds per image of atelier-tiny at a given size and step count.
     Tiny(BenchTinyArgs),
+    /// The agent's decisions per chat model on labelled briefs: F1 of ask-vs-proceed, plan
+    /// validity and seconds per decision, to choose the default model.
+    Agent(BenchAgentArgs),
+    /// Service overhead of one agent turn with a scripted model (everything but model compute).
+    AgentOverhead(BenchAgentOverheadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAgentArgs {
+    /// Chat models to compare (names or aliases).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "smollm2,qwen0.5b,qwen1.5b"
+    )]
+    pub models: Vec<String>,
+    /// Labelled briefs.
+    #[arg(long, default_value = "examples/briefs/decisions.toml")]
+    pub briefs: PathBuf,
+    /// Only the first N briefs (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Threads for llama.cpp.
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// Append the table to this Markdown file.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAgentOverheadArgs {
+    /// Sessions to run.
+    #[arg(long, default_value_t = 200)]
+    pub sessions: usize,
+    /// Append the table to this Markdown file.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

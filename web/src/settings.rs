@@ -55,6 +55,8 @@ pub struct OpenAiSettings {
     pub base_url: String,
     pub api_key: String,
     pub model: String,
+    /// How structured answers are asked for: native tool calling or `response_format`.
+    pub structured: atelier_inference::llm::StructuredOutput,
 }
 
 /// `[llm]`.
@@ -148,6 +150,7 @@ pub struct Settings {
     pub models: ModelsSettings,
     pub embed: EmbedSettings,
     pub brands: BrandsSettings,
+    pub agent: atelier_agent::AgentConfig,
     /// The data directory; from `ATELIER_HOME`, not from the layers.
     #[serde(skip)]
     pub home: PathBuf,
@@ -281,6 +284,12 @@ impl Settings {
                 allowed: "must be 1-64 letters, digits, `-`, `_` or `.`".into(),
             });
         }
+        self.agent.validate().map_err(|e| match e {
+            atelier_agent::Error::InvalidRequest { field, reason } => {
+                SettingsError::Parse(format!("`agent.{field}`: {reason}"))
+            }
+            other => SettingsError::Parse(other.to_string()),
+        })?;
         if self.brands.qdrant.collection.trim().is_empty() {
             return Err(SettingsError::Invalid {
                 key: "brands.qdrant.collection",

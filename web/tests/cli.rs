@@ -333,10 +333,32 @@ fn brands_ingest_search_list_and_delete() {
         stdout.contains("acme/voltline:") && stdout.contains("new or changed"),
         "{stdout}"
     );
+    // The names the docs use are aliases of the same commands.
     let (_, again, _) = run(atelier(home.path(), &models)
-        .args(["brands", "ingest", "--tenant", "acme"])
+        .args(["brand", "add", "--tenant", "acme"])
         .arg(&kit));
     assert!(again.contains("(0 new or changed, 0 removed"), "{again}");
+
+    let (out, stdout, stderr) = run(atelier(home.path(), &models)
+        .args(["brand", "show", "voltline", "--tenant", "acme", "--json"]));
+    assert!(out.status.success(), "{stderr}");
+    let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(shown["kit"]["name"], "Voltline", "{stdout}");
+    assert!(
+        shown["kit"]["palette"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["hex"] == "#FFD23F"),
+        "{stdout}"
+    );
+    assert!(shown["passages"].as_u64().unwrap() > 20, "{stdout}");
+    let (_, text, _) =
+        run(atelier(home.path(), &models).args(["brand", "show", "voltline", "--tenant", "acme"]));
+    assert!(
+        text.contains("palette:") && text.contains("#FFD23F"),
+        "{text}"
+    );
 
     let (out, stdout, stderr) = run(atelier(home.path(), &models).args([
         "brands",
@@ -345,12 +367,13 @@ fn brands_ingest_search_list_and_delete() {
         "what must riders wear",
         "--tenant",
         "acme",
-        "--top-k",
+        "--k",
         "3",
         "--json",
     ]));
     assert!(out.status.success(), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["kit"]["brand"], "voltline", "{stdout}");
     let passages = v["passages"].as_array().unwrap();
     assert_eq!(passages.len(), 3);
     assert!(
@@ -403,12 +426,73 @@ fn brands_ingest_search_list_and_delete() {
         run(atelier(home.path(), &models).args(["brands", "list", "--tenant", "acme"]));
     assert_eq!(listed, listed_after);
 
-    let (out, stdout, stderr) =
-        run(atelier(home.path(), &models)
-            .args(["brands", "delete", "voltline", "--tenant", "acme"]));
+    let (out, stdout, stderr) = run(
+        atelier(home.path(), &models).args(["brand", "remove", "voltline", "--tenant", "acme"])
+    );
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("removed"), "{stdout}");
     let (_, listed, _) =
         run(atelier(home.path(), &models).args(["brands", "list", "--tenant", "acme"]));
     assert!(listed.contains("no brands stored"), "{listed}");
+}
+
+#[test]
+fn brief_runs_the_agent_and_prints_one_json_event_per_line() {
+    let home = tempfile::tempdir().unwrap();
+    let models = models_dir();
+    let kit = repo().join("examples/brands/solstice");
+    let (out, _, stderr) = run(atelier(home.path(), &models)
+        .args(["brand", "add"])
+        .arg(&kit));
+    assert!(out.status.success(), "{stderr}");
+    let (out, stdout, stderr) = run(atelier(home.path(), &models)
+        .env("ATELIER__LLM__THREADS", "2")
+        .env("ATELIER__AGENT__WIDTH", "64")
+        .env("ATELIER__AGENT__HEIGHT", "64")
+        .env("ATELIER__AGENT__MAX_ITERATIONS", "1")
+        .env("ATELIER__AGENT__MAX_VARIANTS", "2")
+        .args([
+            "brief",
+            "Make something.",
+            "--answer",
+            "a ceramic cup of coffee on a wooden table",
+            "--out",
+            "images",
+            "--json",
+        ]));
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for t in [
+        "question",
+        "tool_call",
+        "tool_result",
+        "image",
+        "critique",
+        "final",
+    ] {
+        assert!(types.contains(&t), "no {t} in {types:?}");
+    }
+    assert_eq!(types.last(), Some(&"final"));
+    let q = types.iter().position(|t| *t == "question").unwrap();
+    assert!(q < types.iter().position(|t| *t == "tool_call").unwrap());
+    let last = events.last().unwrap();
+    let image = last["images"][0]["uri"].as_str().unwrap();
+    assert!(
+        home.path().join(image).is_file() || Path::new(image).is_file(),
+        "{image}"
+    );
+    assert!(!last["message"].as_str().unwrap().is_empty());
+
+    // A brand that is not stored is refused before any work, naming the field.
+    let (out, _, stderr) =
+        run(atelier(home.path(), &models).args(["brief", "a cup", "--brand", "nobody"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("`brand`") && stderr.contains("solstice"),
+        "{stderr}"
+    );
 }

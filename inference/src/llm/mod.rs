@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 
 pub use gguf::check_gguf;
 pub use llama::{LlamaChatModel, LlamaConfig};
-pub use openai::{OpenAiChatModel, OpenAiConfig};
+pub use openai::{OpenAiChatModel, OpenAiConfig, StructuredOutput};
 pub use schema::{prepare_schema, validate_against};
 
 /// Hard upper bound for `max_tokens` of any request.

@@ -3,12 +3,15 @@
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::types::chat::{
-    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
-    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
-    ChatCompletionStreamOptions, CreateChatCompletionRequest, FinishReason as ApiFinish,
-    ResponseFormat, ResponseFormatJsonSchema, StopConfiguration,
+    ChatCompletionNamedToolChoice, ChatCompletionRequestAssistantMessage,
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
+    ChatCompletionRequestUserMessage, ChatCompletionStreamOptions, ChatCompletionTool,
+    ChatCompletionToolChoiceOption, ChatCompletionTools, CreateChatCompletionRequest,
+    FinishReason as ApiFinish, FunctionName, FunctionObject, ResponseFormat,
+    ResponseFormatJsonSchema, StopConfiguration,
 };
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 
 use super::schema::prepare_schema;
 use super::{ChatDelta, ChatModel, ChatRequest, ChatStream, FinishReason, Role, Usage};
@@ -23,6 +26,43 @@ pub struct OpenAiConfig {
     pub api_key: String,
     /// Model name sent with every request.
     pub model: String,
+    /// How a request's JSON schema reaches the model.
+    pub structured: StructuredOutput,
+}
+
+/// How structured answers are asked of a hosted model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StructuredOutput {
+    /// Native tool calling: the schema is the parameters of one function the model must call
+    /// (`tool_choice` names it); the call's arguments are the answer.
+    #[default]
+    ToolCall,
+    /// `response_format: {"type": "json_schema"}`: the message content is the answer.
+    ResponseFormat,
+}
+
+/// The function name for a schema: its `title` in `[a-zA-Z0-9_-]`, else `answer`.
+fn tool_name(schema: &serde_json::Value) -> String {
+    let name: String = schema
+        .get("title")
+        .and_then(|t| t.as_str())
+        .unwrap_or("answer")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "answer".into()
+    } else {
+        name
+    }
 }
 
 /// A chat model behind an OpenAI-compatible `/chat/completions` endpoint.
@@ -69,17 +109,39 @@ impl OpenAiChatModel {
                 }
             })
             .collect();
-        let response_format = request
-            .schema
-            .as_ref()
-            .map(|schema| ResponseFormat::JsonSchema {
-                json_schema: ResponseFormatJsonSchema {
-                    description: None,
-                    name: "answer".into(),
-                    schema: prepare_schema(schema),
-                    strict: Some(true),
-                },
-            });
+        let (mut response_format, mut tools, mut tool_choice) = (None, None, None);
+        if let Some(schema) = &request.schema {
+            let name = tool_name(schema);
+            match self.config.structured {
+                StructuredOutput::ResponseFormat => {
+                    response_format = Some(ResponseFormat::JsonSchema {
+                        json_schema: ResponseFormatJsonSchema {
+                            description: None,
+                            name,
+                            schema: prepare_schema(schema),
+                            strict: Some(true),
+                        },
+                    });
+                }
+                StructuredOutput::ToolCall => {
+                    tools = Some(vec![ChatCompletionTools::Function(ChatCompletionTool {
+                        function: FunctionObject {
+                            name: name.clone(),
+                            description: Some(
+                                "Give your answer as this function's arguments.".into(),
+                            ),
+                            parameters: Some(prepare_schema(schema)),
+                            strict: Some(true),
+                        },
+                    })]);
+                    tool_choice = Some(ChatCompletionToolChoiceOption::Function(
+                        ChatCompletionNamedToolChoice {
+                            function: FunctionName { name },
+                        },
+                    ));
+                }
+            }
+        }
         CreateChatCompletionRequest {
             messages,
             model: self.config.model.clone(),
@@ -89,6 +151,8 @@ impl OpenAiChatModel {
             stop: (!request.stop.is_empty())
                 .then(|| StopConfiguration::StringArray(request.stop.clone())),
             response_format,
+            tools,
+            tool_choice,
             stream_options: Some(ChatCompletionStreamOptions {
                 include_usage: Some(true),
                 ..Default::default()
@@ -143,10 +207,17 @@ impl ChatModel for OpenAiChatModel {
                         .unwrap_or(0);
                 }
                 for choice in chunk.choices {
-                    if let Some(text) = choice.delta.content.filter(|t| !t.is_empty())
-                        && tx.send(Ok(ChatDelta::Text(text))).await.is_err()
-                    {
-                        return;
+                    // The answer is the content, or with tool calling the call's arguments.
+                    let arguments = choice
+                        .delta
+                        .tool_calls
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c.function.and_then(|f| f.arguments));
+                    for text in choice.delta.content.into_iter().chain(arguments) {
+                        if !text.is_empty() && tx.send(Ok(ChatDelta::Text(text))).await.is_err() {
+                            return;
+                        }
                     }
                     if let Some(reason) = choice.finish_reason {
                         finish = match reason {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::kit::{BrandKit, Document};
+use super::summary::KitSummary;
 
 /// Where a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -19,6 +20,9 @@ pub enum ChunkKind {
     Guideline,
     /// A structured fact from `brand.toml` (palette, logo rules, forbidden content …).
     Fact,
+    /// The kit's structured summary as JSON ([`KitSummary`]), one per brand; searches for
+    /// passages never return it.
+    Kit,
 }
 
 impl ChunkKind {
@@ -27,6 +31,7 @@ impl ChunkKind {
         match self {
             ChunkKind::Guideline => "guideline",
             ChunkKind::Fact => "fact",
+            ChunkKind::Kit => "kit",
         }
     }
 }
@@ -410,9 +415,24 @@ pub fn brand_facts(kit: &BrandKit) -> Vec<Chunk> {
         .collect()
 }
 
-/// Every chunk of a kit: its facts, then each document's passages.
+/// Section name of the kit summary's chunk.
+pub const KIT_SECTION: &str = "Kit summary";
+
+/// The kit's structured summary as a chunk of kind [`ChunkKind::Kit`].
+pub fn kit_chunk(kit: &BrandKit) -> Chunk {
+    Chunk {
+        document: "brand.toml".into(),
+        section: KIT_SECTION.into(),
+        kind: ChunkKind::Kit,
+        ordinal: 0,
+        text: serde_json::to_string(&KitSummary::of(kit)).unwrap_or_default(),
+    }
+}
+
+/// Every chunk of a kit: its summary, its facts, then each document's passages.
 pub fn chunk_kit(kit: &BrandKit, options: ChunkOptions) -> Vec<Chunk> {
-    let mut all = brand_facts(kit);
+    let mut all = vec![kit_chunk(kit)];
+    all.extend(brand_facts(kit));
     for doc in &kit.documents {
         all.extend(chunk_document(doc, options));
     }

@@ -8,6 +8,7 @@ use atelier_inference::embed::Embedder;
 use super::chunk::{ChunkKind, ChunkOptions, chunk_kit};
 use super::kit::BrandKit;
 use super::store::{BrandStore, Hit, Scope, SearchQuery, StoredChunk};
+use super::summary::KitSummary;
 use crate::error::{Error, Result};
 
 /// Longest search query, in characters.
@@ -123,6 +124,21 @@ impl Ingestor {
         self.store.delete(&scope, stale).await?;
         tracing::info!(tenant, brand = %kit.id, backend = self.store.backend(), ?report, "brand ingested");
         Ok(report)
+    }
+
+    /// The stored summary of a brand's kit, or `None` when the brand has none stored.
+    pub async fn kit(&self, tenant: &str, brand: &str) -> Result<Option<KitSummary>> {
+        let scope = Scope::new(tenant, brand)?;
+        let Some(chunk) = self.store.chunks(&scope, ChunkKind::Kit).await?.pop() else {
+            return Ok(None);
+        };
+        serde_json::from_str(&chunk.text)
+            .map(Some)
+            .map_err(|e| Error::Store {
+                backend: self.store.backend(),
+                action: "read a brand kit summary",
+                detail: format!("{tenant}/{brand}: {e}; re-ingest the kit"),
+            })
     }
 
     /// Remove every point of a brand; returns how many there were.

@@ -77,7 +77,7 @@ impl From<Hex> for String {
 }
 
 /// What a palette colour is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Primary,
@@ -113,7 +113,7 @@ pub struct PaletteColour {
 }
 
 /// Typefaces.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fonts {
     pub headline: String,
@@ -123,7 +123,7 @@ pub struct Fonts {
 }
 
 /// Where a logo may sit on a layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Placement {
     TopLeft,
@@ -149,7 +149,7 @@ pub struct Logo {
 }
 
 /// Tone of voice.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Voice {
     pub tone: Vec<String>,
@@ -165,7 +165,7 @@ pub struct ForbiddenColour {
 }
 
 /// A default output size.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Size {
     pub name: String,

@@ -1,8 +1,8 @@
 //! `atelier brands …`: ingest brand kits, search, list and delete stored guidelines.
 
 use anyhow::Context;
-use atelier_tools::brand::{BrandKit, ChunkKind, Ingestor, Scope};
-use atelier_tools::retrieve::{RetrieveArgs, retrieve_brand_guidelines};
+use atelier_tools::brand::{BrandKit, ChunkKind, Ingestor, KitSummary, Scope};
+use atelier_tools::retrieve::{PassageKind, RetrieveArgs, retrieve_brand_guidelines};
 
 use crate::cli::{BrandsCommand, KindArg};
 use crate::settings::Settings;
@@ -45,8 +45,8 @@ pub async fn run(settings: &Settings, command: BrandsCommand) -> anyhow::Result<
             json,
         } => {
             let kind = kind.map(|k| match k {
-                KindArg::Guideline => ChunkKind::Guideline,
-                KindArg::Fact => ChunkKind::Fact,
+                KindArg::Guideline => PassageKind::Guideline,
+                KindArg::Fact => PassageKind::Fact,
             });
             let result = retrieve_brand_guidelines(
                 &ingestor,
@@ -80,6 +80,41 @@ pub async fn run(settings: &Settings, command: BrandsCommand) -> anyhow::Result<
                 println!("{b}\t{n} passages");
             }
         }
+        BrandsCommand::Show {
+            brand,
+            tenant,
+            json,
+        } => {
+            let tenant = tenant_of(tenant);
+            let Some(kit) = ingestor.kit(&tenant, &brand).await? else {
+                let known = store.brands(&tenant).await?;
+                anyhow::bail!(
+                    "brand `{brand}` is not stored for tenant `{tenant}`; stored: {}",
+                    if known.is_empty() {
+                        "none (add one with `atelier brand add DIR`)".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            };
+            let scope = Scope::new(&tenant, &brand)?;
+            let facts = store.chunks(&scope, ChunkKind::Fact).await?.len();
+            let passages = store.chunks(&scope, ChunkKind::Guideline).await?.len();
+            if json {
+                let value = serde_json::json!({
+                    "tenant": tenant,
+                    "kit": kit,
+                    "facts": facts,
+                    "passages": passages,
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", show_kit(&kit));
+                println!(
+                    "stored: {passages} guideline passages, {facts} facts (tenant `{tenant}`)"
+                );
+            }
+        }
         BrandsCommand::Delete { brand, tenant } => {
             let tenant = tenant_of(tenant);
             let n = ingestor.delete_brand(&tenant, &brand).await?;
@@ -90,4 +125,58 @@ pub async fn run(settings: &Settings, command: BrandsCommand) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// A kit summary as readable text.
+fn show_kit(kit: &KitSummary) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let list = |items: &[String]| items.join("; ");
+    let _ = writeln!(out, "{} ({})", kit.name, kit.brand);
+    if !kit.tagline.is_empty() {
+        let _ = writeln!(out, "  {}", kit.tagline);
+    }
+    let _ = writeln!(out, "palette:");
+    for c in &kit.palette {
+        let _ = writeln!(
+            out,
+            "  {:<12} {}  {:<10} {}",
+            c.name,
+            c.hex,
+            c.role.to_string(),
+            c.usage
+        );
+    }
+    let _ = writeln!(
+        out,
+        "fonts: headline {}, body {}",
+        kit.fonts.headline, kit.fonts.body
+    );
+    for l in &kit.logos {
+        let _ = writeln!(
+            out,
+            "logo {}: {} (min {} px, on {})",
+            l.file,
+            l.description,
+            l.min_width_px,
+            l.backgrounds.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "voice: {} — {}",
+        kit.voice.tone.join(", "),
+        kit.voice.summary
+    );
+    let _ = writeln!(out, "do: {}", list(&kit.dos));
+    let _ = writeln!(out, "don't: {}", list(&kit.donts));
+    let _ = writeln!(out, "forbidden content: {}", list(&kit.forbidden_content));
+    for c in &kit.forbidden_colours {
+        let _ = writeln!(out, "forbidden colour: {} {} ({})", c.name, c.hex, c.reason);
+    }
+    let _ = writeln!(out, "required: {}", list(&kit.required));
+    for s in &kit.sizes {
+        let _ = writeln!(out, "size {}: {}×{}", s.name, s.width, s.height);
+    }
+    out
 }

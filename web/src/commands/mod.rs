@@ -1,8 +1,10 @@
 //! The subcommands, and the composition root that turns settings into backends.
 
 mod bench;
+mod bench_agent;
 mod bench_embed;
 mod brands;
+mod brief;
 mod chat;
 mod generate;
 mod models;
@@ -34,8 +36,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             bench_embed::brand_search(&settings, args).await
         }
         Command::Bench(BenchCommand::Tiny(args)) => bench_embed::tiny(&settings, args).await,
+        Command::Bench(BenchCommand::Agent(args)) => bench_agent::decisions(&settings, args).await,
+        Command::Bench(BenchCommand::AgentOverhead(args)) => {
+            bench_agent::overhead(&settings, args).await
+        }
         Command::Brands(command) => brands::run(&settings, command).await,
         Command::Config => show_config(&settings),
+        Command::Brief(args) => brief::run(&settings, args).await,
         Command::Generate(args) => generate::run(&settings, args).await,
         Command::Train(TrainCommand::Tiny(args)) => train::tiny(&settings, args).await,
         Command::Train(TrainCommand::TinyEval(args)) => train::tiny_eval(&settings, args).await,
@@ -111,6 +118,7 @@ pub async fn chat_model(
                 base_url: openai.base_url.clone(),
                 api_key: openai.api_key.clone(),
                 model: model.unwrap_or(&openai.model).to_string(),
+                structured: openai.structured,
             }))
         }
     })
@@ -127,6 +135,7 @@ pub async fn embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> 
                     base_url: o.base_url.clone(),
                     api_key: o.api_key.clone(),
                     model: o.model.clone(),
+                    structured: Default::default(),
                 },
                 o.dimensions,
             )?)

@@ -18,6 +18,7 @@ use super::{
     BrandStore, Hit, INDEXED_FIELDS, Scope, SearchQuery, StoredChunk, check_points, check_query,
 };
 use super::{chunk_from_payload, payload};
+use crate::brand::chunk::{Chunk, ChunkKind};
 use crate::error::{Error, Result};
 
 const BACKEND: &str = "qdrant-edge";
@@ -307,11 +308,13 @@ impl BrandStore for EdgeStore {
 
     async fn search(&self, scope: &Scope, query: SearchQuery) -> Result<Vec<Hit>> {
         check_query(&query, self.dims)?;
-        let kind = match query.kind {
-            Some(k) => Some(keyword("kind", k.as_str())?),
-            None => None,
+        let filter = match query.kind {
+            Some(k) => scope_filter(scope, Some(keyword("kind", k.as_str())?))?,
+            None => Filter {
+                must_not: Some(vec![keyword("kind", ChunkKind::Kit.as_str())?]),
+                ..scope_filter(scope, None)?
+            },
         };
-        let filter = scope_filter(scope, kind)?;
         let request = QueryRequest {
             prefetches: Vec::new(),
             query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
@@ -338,6 +341,20 @@ impl BrandStore for EdgeStore {
                         score: p.score,
                         chunk: chunk_from_payload(BACKEND, payload)?,
                     })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn chunks(&self, scope: &Scope, kind: ChunkKind) -> Result<Vec<Chunk>> {
+        let filter = scope_filter(scope, Some(keyword("kind", kind.as_str())?))?;
+        self.blocking("list points", move |s| {
+            Self::scroll_all(s, filter, true)?
+                .into_iter()
+                .map(|r| {
+                    let empty = serde_json::Map::new();
+                    chunk_from_payload(BACKEND, r.payload.as_ref().map_or(&empty, |p| &p.0))
                 })
                 .collect()
         })

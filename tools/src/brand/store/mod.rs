@@ -100,7 +100,7 @@ pub struct SearchQuery {
     pub vector: Vec<f32>,
     /// 1..=[`MAX_SEARCH_LIMIT`].
     pub limit: usize,
-    /// Only guideline passages, or only facts.
+    /// Only guideline passages, or only facts; `None` is both (never the kit summary).
     pub kind: Option<ChunkKind>,
 }
 
@@ -121,6 +121,9 @@ pub trait BrandStore: Send + Sync {
 
     /// The nearest points of the scope.
     async fn search(&self, scope: &Scope, query: SearchQuery) -> Result<Vec<Hit>>;
+
+    /// Every chunk of the scope of this kind, in no particular order.
+    async fn chunks(&self, scope: &Scope, kind: ChunkKind) -> Result<Vec<Chunk>>;
 
     /// Remove every point of the scope; returns how many there were.
     async fn delete_brand(&self, scope: &Scope) -> Result<usize>;
@@ -202,6 +205,7 @@ pub(crate) fn chunk_from_payload(
     };
     let kind = match text("kind")?.as_str() {
         "fact" => ChunkKind::Fact,
+        "kit" => ChunkKind::Kit,
         _ => ChunkKind::Guideline,
     };
     let ordinal = payload

@@ -18,6 +18,7 @@ use super::{
     BrandStore, Hit, INDEXED_FIELDS, Scope, SearchQuery, StoredChunk, check_points, check_query,
 };
 use super::{chunk_from_payload, payload};
+use crate::brand::chunk::{Chunk, ChunkKind};
 use crate::error::{Error, Result};
 
 const BACKEND: &str = "qdrant-server";
@@ -259,15 +260,26 @@ impl BrandStore for ServerStore {
     async fn search(&self, scope: &Scope, query: SearchQuery) -> Result<Vec<Hit>> {
         check_query(&query, self.dims)?;
         let mut conditions = scope_filter(scope);
-        if let Some(kind) = query.kind {
-            conditions.push(Condition::matches("kind", kind.as_str().to_string()));
-        }
+        let filter = match query.kind {
+            Some(kind) => {
+                conditions.push(Condition::matches("kind", kind.as_str().to_string()));
+                Filter::must(conditions)
+            }
+            None => Filter {
+                must: conditions,
+                must_not: vec![Condition::matches(
+                    "kind",
+                    ChunkKind::Kit.as_str().to_string(),
+                )],
+                ..Filter::default()
+            },
+        };
         let response = self
             .client
             .query(
                 QueryPointsBuilder::new(&self.collection)
                     .query(query.vector)
-                    .filter(Filter::must(conditions))
+                    .filter(filter)
                     .limit(query.limit as u64)
                     .with_payload(true),
             )
@@ -284,6 +296,16 @@ impl BrandStore for ServerStore {
                     chunk: chunk_from_payload(BACKEND, &payload)?,
                 })
             })
+            .collect()
+    }
+
+    async fn chunks(&self, scope: &Scope, kind: ChunkKind) -> Result<Vec<Chunk>> {
+        let mut conditions = scope_filter(scope);
+        conditions.push(Condition::matches("kind", kind.as_str().to_string()));
+        self.scroll_all(conditions)
+            .await?
+            .into_iter()
+            .map(|(_, p)| chunk_from_payload(BACKEND, &p))
             .collect()
     }
 

@@ -1,0 +1,1388 @@
+//! The session state machine: understand → (clarify ↔ user) → retrieve → plan → generate →
+//! critique → refine … → present → done | failed | cancelled.
+//!
+//! Each transition is one method that reads the session, does one thing (one decision or one
+//! tool call), and returns the next phase. The session is saved after every transition, so a
+//! restarted process picks it up where it stopped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use atelier_inference::diffusion::tiny::data::COLOURS;
+use atelier_inference::diffusion::{ImageGenerator, ImageRequest, Progress};
+use atelier_inference::llm::ChatModel;
+use atelier_inference::vision::colour::delta_e;
+use atelier_tools::brand::{Ingestor, KitSummary};
+use atelier_tools::critique::{CritiqueInput, RequestedColour, critique_image};
+use atelier_tools::generate::GenerateArgs;
+use atelier_tools::retrieve::{RetrieveArgs, retrieve_brand_guidelines};
+use base64::Engine;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::decide::{
+    Decider, DecisionConfig, DecisionUsage, FieldWatcher, PlanDecision, Presentation, Refinement,
+    Understanding, plan_schema, presentation_schema, refinement_schema, understanding_schema,
+};
+use crate::error::{Error, Result};
+use crate::event::{AgentEvent, UserInput};
+use crate::images::{ImageStore, encode_png};
+use crate::session::{Candidate, Exchange, Outcome, Phase, Plan, Session, SessionStore};
+
+/// The tools a session can call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    RetrieveBrandGuidelines,
+    GenerateImage,
+    CritiqueImage,
+}
+
+impl Tool {
+    /// The tool's name in events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::RetrieveBrandGuidelines => "retrieve_brand_guidelines",
+            Tool::GenerateImage => "generate_image",
+            Tool::CritiqueImage => "critique_image",
+        }
+    }
+}
+
+/// The only tools each phase may call. Decisions cannot name tools at all (their schemas have
+/// no such field), and this table is checked again before every call, so no text in a brief or
+/// a document can make a step run a tool it does not own.
+pub fn allowed_tools(phase: Phase) -> &'static [Tool] {
+    match phase {
+        Phase::Retrieve => &[Tool::RetrieveBrandGuidelines],
+        Phase::Generate => &[Tool::GenerateImage],
+        Phase::Critique => &[Tool::CritiqueImage],
+        _ => &[],
+    }
+}
+
+/// What the agent works with.
+#[derive(Clone)]
+pub struct Toolbox {
+    pub generator: Arc<dyn ImageGenerator>,
+    /// Brand guidelines; `None` runs without brands.
+    pub brands: Option<Ingestor>,
+    pub images: Arc<dyn ImageStore>,
+}
+
+/// The channels between a running session and its transport.
+#[derive(Debug)]
+pub struct SessionIo {
+    pub events: mpsc::Sender<AgentEvent>,
+    pub inputs: mpsc::Receiver<UserInput>,
+    pub cancel: CancellationToken,
+}
+
+impl SessionIo {
+    /// Connected channels: the session's side, the events to read and the inputs to send.
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<AgentEvent>, mpsc::Sender<UserInput>) {
+        let (events, events_rx) = mpsc::channel(capacity.max(1));
+        let (inputs_tx, inputs) = mpsc::channel(16);
+        (
+            SessionIo {
+                events,
+                inputs,
+                cancel: CancellationToken::new(),
+            },
+            events_rx,
+            inputs_tx,
+        )
+    }
+}
+
+/// Runs sessions.
+pub struct Agent {
+    decider: Decider,
+    tools: Toolbox,
+    sessions: Arc<dyn SessionStore>,
+    config: AgentConfig,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("decider", &self.decider)
+            .field("generator", &self.tools.generator.name())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most characters of a brief.
+pub const MAX_BRIEF_CHARS: usize = 4000;
+/// Most characters of one answer.
+pub const MAX_ANSWER_CHARS: usize = 1000;
+
+impl Agent {
+    pub fn new(
+        llm: Arc<dyn ChatModel>,
+        tools: Toolbox,
+        sessions: Arc<dyn SessionStore>,
+        config: AgentConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        let decider = Decider::new(
+            llm,
+            DecisionConfig {
+                temperature: config.temperature,
+                seed: config.seed,
+                max_tokens: config.decision_max_tokens,
+                retries: config.decision_retries,
+            },
+        )?;
+        Ok(Agent {
+            decider,
+            tools,
+            sessions,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// A new session for `brief`, checked and saved.
+    pub async fn start(&self, tenant: &str, brief: &str, brand: Option<String>) -> Result<Session> {
+        let brief = brief.trim();
+        if brief.is_empty() {
+            return Err(Error::InvalidRequest {
+                field: "brief",
+                reason: "must not be empty".into(),
+            });
+        }
+        let chars = brief.chars().count();
+        if chars > MAX_BRIEF_CHARS {
+            return Err(Error::InvalidRequest {
+                field: "brief",
+                reason: format!("{chars} characters; at most {MAX_BRIEF_CHARS}"),
+            });
+        }
+        if let (Some(b), Some(ing)) = (&brand, &self.tools.brands) {
+            let known = ing.store().brands(tenant).await?;
+            if !known.contains(b) {
+                return Err(Error::InvalidRequest {
+                    field: "brand",
+                    reason: format!(
+                        "no brand `{b}` for tenant `{tenant}`; known: {}",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                });
+            }
+        }
+        let session = Session::new(uuid::Uuid::new_v4().to_string(), tenant, brief, brand);
+        self.sessions.save(&session).await?;
+        Ok(session)
+    }
+
+    /// A stored session, to resume after a restart.
+    pub async fn resume(&self, id: &str) -> Result<Option<Session>> {
+        self.sessions.load(id).await
+    }
+
+    /// Drive `session` until it ends (done, failed or cancelled). Events go to `io.events`;
+    /// answers come from `io.inputs`. The session is saved after every transition.
+    pub async fn run(&self, session: &mut Session, io: &mut SessionIo) -> Result<()> {
+        let mut clock = Clock::new(session.elapsed_ms);
+        while !session.phase.is_terminal() {
+            let phase = session.phase;
+            let next = if io.cancel.is_cancelled() {
+                Err(Error::Cancelled)
+            } else {
+                self.emit(
+                    io,
+                    AgentEvent::Status {
+                        phase,
+                        detail: describe(phase),
+                    },
+                )
+                .await;
+                self.step(session, io, &mut clock).await
+            };
+            session.elapsed_ms = clock.active_ms();
+            match next {
+                Ok(next) => session.phase = next,
+                Err(Error::Cancelled) => {
+                    session.phase = Phase::Cancelled;
+                    self.emit(io, AgentEvent::Cancelled).await;
+                }
+                Err(e) => {
+                    tracing::warn!(session = %session.id, ?phase, error = %e, "session failed");
+                    session.phase = Phase::Failed;
+                    session.failure = Some(e.to_string());
+                    self.emit(
+                        io,
+                        AgentEvent::Error {
+                            message: e.to_string(),
+                            fatal: true,
+                        },
+                    )
+                    .await;
+                }
+            }
+            self.sessions.save(session).await?;
+        }
+        Ok(())
+    }
+
+    async fn step(&self, s: &mut Session, io: &mut SessionIo, clock: &mut Clock) -> Result<Phase> {
+        match s.phase {
+            Phase::Understand => self.understand(s, io).await,
+            Phase::Clarify => self.clarify(s, io, clock).await,
+            Phase::Retrieve => self.retrieve(s, io).await,
+            Phase::Plan => self.plan(s, io).await,
+            Phase::Generate => self.generate(s, io, clock).await,
+            Phase::Critique => self.critique(s, io, clock).await,
+            Phase::Refine => self.refine(s, io).await,
+            Phase::Present => self.present(s, io).await,
+            terminal => Ok(terminal),
+        }
+    }
+
+    async fn emit(&self, io: &SessionIo, event: AgentEvent) {
+        // A transport that went away cancels the session through its token; a closed channel
+        // here only loses events nobody would read.
+        let _ = io.events.send(event).await;
+    }
+
+    fn can_ask(&self, s: &Session) -> bool {
+        !s.just_go && s.questions_asked() < self.config.max_questions
+    }
+
+    fn account(&self, s: &mut Session, usage: DecisionUsage) {
+        s.usage.llm_calls += usage.calls;
+        s.usage.llm_tokens += usage.tokens;
+        s.usage.compute_ms += usage.compute_ms;
+    }
+
+    fn guard(&self, phase: Phase, tool: Tool) -> Result<()> {
+        if allowed_tools(phase).contains(&tool) {
+            Ok(())
+        } else {
+            Err(Error::InvalidRequest {
+                field: "tool",
+                reason: format!("{} is not allowed in phase {phase:?}", tool.name()),
+            })
+        }
+    }
+
+    // ---- decisions (public so the model comparison asks exactly what sessions ask) -----
+
+    /// Ask the model to read the brief: its subject, any contradiction, a question.
+    pub async fn decide_understanding(
+        &self,
+        s: &Session,
+        cancel: &CancellationToken,
+    ) -> Result<(Understanding, DecisionUsage)> {
+        let context = json!({
+            "brief": s.brief,
+            "exchanges": s.exchanges,
+            "brand": s.brand,
+        });
+        self.decider
+            .decide("understand", context, understanding_schema(), cancel)
+            .await
+    }
+
+    /// Whether this session's brief should be asked about, the way a session decides it.
+    pub async fn should_ask(&self, s: &Session, cancel: &CancellationToken) -> Result<Option<Ask>> {
+        let (u, _) = self.decide_understanding(s, cancel).await?;
+        let rules = self.brand_rules(s).await;
+        Ok(needs_asking(s, &u, &rules))
+    }
+
+    /// Ask the model for the plan, validated and clamped.
+    pub async fn decide_plan(
+        &self,
+        s: &Session,
+        cancel: &CancellationToken,
+    ) -> Result<(Plan, DecisionUsage)> {
+        let options = Self::colour_options(s.kit.as_ref());
+        let names: Vec<String> = options.iter().map(|c| c.name.clone()).collect();
+        let citations: Vec<String> = {
+            let mut c: Vec<String> = s.passages.iter().map(|p| p.citation.clone()).collect();
+            c.dedup();
+            c
+        };
+        let context = json!({
+            "brief": s.brief,
+            "exchanges": s.exchanges,
+            "assumptions": s.assumptions,
+            "kit": s.kit,
+            "passages": s.passages,
+            "max_variants": self.config.max_variants,
+        });
+        let schema = plan_schema(&names, &citations, self.config.max_variants);
+        let (d, usage): (PlanDecision, _) =
+            self.decider.decide("plan", context, schema, cancel).await?;
+        Ok((self.validate_plan(d, &names, &citations), usage))
+    }
+
+    // ---- transitions ----------------------------------------------------------------
+
+    async fn understand(&self, s: &mut Session, io: &mut SessionIo) -> Result<Phase> {
+        // Which brand: decided by the code, not the model, from what is stored.
+        if s.brand.is_none()
+            && let Some(ing) = &self.tools.brands
+        {
+            let known = ing.store().brands(&s.tenant).await?;
+            match known.as_slice() {
+                [] => {}
+                [only] => {
+                    s.brand = Some(only.clone());
+                    s.assumptions
+                        .push(format!("brand {only} (the only one stored)"));
+                }
+                several if !s.exchanges.iter().any(|e| e.about == "brand") => {
+                    if self.can_ask(s) {
+                        return Ok(Self::ask(
+                            s,
+                            "Which brand is this for?".into(),
+                            several.to_vec(),
+                            "brand",
+                        ));
+                    }
+                    s.assumptions
+                        .push("no brand given: brand rules are not applied".into());
+                }
+                _ => {}
+            }
+        }
+        if !self.can_ask(s) {
+            // Nothing more may be asked: read the brief for assumptions only.
+            let (u, usage) = self.decide_understanding(s, &io.cancel).await?;
+            self.account(s, usage);
+            self.assume(s, u.assumptions);
+            return Ok(Phase::Retrieve);
+        }
+        let (u, usage) = self.decide_understanding(s, &io.cancel).await?;
+        self.account(s, usage);
+        let rules = self.brand_rules(s).await;
+        if let Some(reason) = needs_asking(s, &u, &rules) {
+            let question = match (u.question.trim(), &reason) {
+                (q, _) if !q.is_empty() => q.to_string(),
+                (_, Ask::Forbidden(rule)) => {
+                    format!("The brand's rules forbid {rule}. What should the image show instead?")
+                }
+                (_, Ask::Contradiction(c)) => {
+                    format!("The brief contradicts itself ({c}); which do you mean?")
+                }
+                (_, Ask::NoSubject) => "What should the image show?".to_string(),
+            };
+            let choices = u
+                .choices
+                .iter()
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .take(4)
+                .collect();
+            return Ok(Self::ask(s, question, choices, reason.about()));
+        }
+        self.assume(s, u.assumptions);
+        Ok(Phase::Retrieve)
+    }
+
+    fn assume(&self, s: &mut Session, assumptions: Vec<String>) {
+        for a in assumptions {
+            let a = a.trim();
+            if !a.is_empty() && !s.assumptions.iter().any(|x| x == a) {
+                s.assumptions.push(a.to_string());
+            }
+        }
+    }
+
+    /// The forbidden-content rules of the session's brand, when it has one stored.
+    async fn brand_rules(&self, s: &Session) -> Vec<String> {
+        match (&s.brand, &self.tools.brands) {
+            (Some(brand), Some(ing)) => ing
+                .kit(&s.tenant, brand)
+                .await
+                .ok()
+                .flatten()
+                .map(|k| k.forbidden_content)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Record a question; `clarify` sends it (again after a restart) and waits.
+    fn ask(s: &mut Session, question: String, choices: Vec<String>, about: &str) -> Phase {
+        s.exchanges.push(Exchange {
+            question,
+            choices,
+            about: about.to_string(),
+            answer: None,
+        });
+        Phase::Clarify
+    }
+
+    async fn clarify(
+        &self,
+        s: &mut Session,
+        io: &mut SessionIo,
+        clock: &mut Clock,
+    ) -> Result<Phase> {
+        let Some(open) = s.open_question().cloned() else {
+            return Ok(Phase::Understand);
+        };
+        let id = s.questions_asked();
+        self.emit(
+            io,
+            AgentEvent::Question {
+                id,
+                text: open.question.clone(),
+                choices: open.choices.clone(),
+            },
+        )
+        .await;
+        // Time spent waiting for the user is not the agent's.
+        clock.pause();
+        let input = tokio::select! {
+            input = io.inputs.recv() => input,
+            () = tokio::time::sleep(self.config.answer_timeout) => None,
+            () = io.cancel.cancelled() => Some(UserInput::Cancel),
+        };
+        clock.resume();
+        let answer = match input {
+            Some(UserInput::Answer { text }) => {
+                let text: String = text.trim().chars().take(MAX_ANSWER_CHARS).collect();
+                if text.is_empty() { None } else { Some(text) }
+            }
+            Some(UserInput::Cancel) => return Err(Error::Cancelled),
+            Some(UserInput::JustGo) | None => None,
+        };
+        let exchange = s
+            .exchanges
+            .last_mut()
+            .ok_or(Error::Store("no open question".into()))?;
+        match answer {
+            Some(text) => {
+                if exchange.about == "brand" {
+                    let lower = text.to_lowercase();
+                    let chosen = exchange
+                        .choices
+                        .iter()
+                        .find(|b| lower.contains(&b.to_lowercase()))
+                        .cloned();
+                    match chosen {
+                        Some(b) => s.brand = Some(b),
+                        None => s.assumptions.push(format!(
+                            "the answer `{text}` names no stored brand: brand rules are not applied"
+                        )),
+                    }
+                }
+                exchange.answer = Some(text);
+            }
+            None => {
+                exchange.answer = Some("(no answer: go on with assumptions)".into());
+                s.just_go = true;
+                s.assumptions.push(format!(
+                    "no answer to “{}”; went on with the most likely reading",
+                    exchange.question
+                ));
+            }
+        }
+        Ok(Phase::Understand)
+    }
+
+    async fn retrieve(&self, s: &mut Session, io: &mut SessionIo) -> Result<Phase> {
+        let (Some(brand), Some(ing)) = (s.brand.clone(), &self.tools.brands) else {
+            return Ok(Phase::Plan);
+        };
+        self.guard(s.phase, Tool::RetrieveBrandGuidelines)?;
+        let mut query = s.brief.clone();
+        for e in &s.exchanges {
+            if let Some(a) = &e.answer {
+                query.push(' ');
+                query.push_str(a);
+            }
+        }
+        let query: String = query.chars().take(1500).collect();
+        let args = RetrieveArgs {
+            brand: brand.clone(),
+            query,
+            top_k: self.config.top_k,
+            kind: None,
+        };
+        let id = s.take_id();
+        self.emit(
+            io,
+            AgentEvent::ToolCall {
+                id,
+                tool: Tool::RetrieveBrandGuidelines.name().into(),
+                args: serde_json::to_value(&args).unwrap_or_default(),
+            },
+        )
+        .await;
+        match retrieve_brand_guidelines(ing, &s.tenant, args).await {
+            Ok(r) => {
+                self.emit(
+                    io,
+                    AgentEvent::ToolResult {
+                        id,
+                        tool: Tool::RetrieveBrandGuidelines.name().into(),
+                        ok: true,
+                        summary: format!(
+                            "{}: {} palette colours; passages: {}",
+                            r.kit.name,
+                            r.kit.palette.len(),
+                            r.passages
+                                .iter()
+                                .map(|p| p.citation.as_str())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ),
+                    },
+                )
+                .await;
+                s.kit = Some(r.kit);
+                s.passages = r.passages;
+            }
+            Err(e) => {
+                s.usage.tool_failures += 1;
+                self.emit(
+                    io,
+                    AgentEvent::ToolResult {
+                        id,
+                        tool: Tool::RetrieveBrandGuidelines.name().into(),
+                        ok: false,
+                        summary: e.to_string(),
+                    },
+                )
+                .await;
+                s.assumptions.push(format!(
+                    "brand guidelines for {brand} could not be read ({e}); brand rules are not applied"
+                ));
+            }
+        }
+        Ok(Phase::Plan)
+    }
+
+    /// Colour names the plan may choose and what they look like.
+    fn colour_options(kit: Option<&KitSummary>) -> Vec<RequestedColour> {
+        match kit {
+            Some(k) if !k.palette.is_empty() => k
+                .palette
+                .iter()
+                .map(|c| RequestedColour {
+                    name: c.name.clone(),
+                    rgb: c.rgb(),
+                })
+                .collect(),
+            _ => COLOURS
+                .iter()
+                .map(|c| RequestedColour {
+                    name: c.name.to_string(),
+                    rgb: c.rgb,
+                })
+                .collect(),
+        }
+    }
+
+    async fn plan(&self, s: &mut Session, io: &mut SessionIo) -> Result<Phase> {
+        let (plan, usage) = self.decide_plan(s, &io.cancel).await?;
+        self.account(s, usage);
+        let mut text = format!(
+            "Plan: {} — {} variant{} of “{}”",
+            plan.subject,
+            plan.variants,
+            if plan.variants == 1 { "" } else { "s" },
+            plan.prompt
+        );
+        if !plan.colours.is_empty() {
+            text.push_str(&format!("; colours {}", plan.colours.join(", ")));
+        }
+        if !plan.guidelines_applied.is_empty() {
+            text.push_str(&format!(
+                "; applying {}",
+                plan.guidelines_applied.join("; ")
+            ));
+        }
+        if let Some(h) = &plan.headline {
+            s.assumptions.push(format!(
+                "the headline “{h}” is planned, but setting text on the image is not available yet"
+            ));
+        }
+        self.emit(io, AgentEvent::Message { text }).await;
+        s.plan = Some(plan);
+        Ok(Phase::Generate)
+    }
+
+    /// Clamp and clean the model's plan: nothing out of range or unknown goes through.
+    fn validate_plan(&self, d: PlanDecision, names: &[String], citations: &[String]) -> Plan {
+        let clean = |t: &str, n: usize| -> String {
+            t.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(n)
+                .collect()
+        };
+        let mut colours: Vec<String> = Vec::new();
+        for c in d.colours {
+            if names.contains(&c) && !colours.contains(&c) {
+                colours.push(c);
+            }
+        }
+        let subject = clean(&d.subject, 80);
+        let mut prompt = clean(&d.prompt, 240);
+        if prompt.is_empty() {
+            prompt = subject.clone();
+        }
+        let headline = clean(&d.headline, 60);
+        Plan {
+            subject,
+            prompt,
+            negative_prompt: clean(&d.negative_prompt, 120),
+            colours,
+            variants: d.variants.clamp(1, self.config.max_variants),
+            width: self.config.width,
+            height: self.config.height,
+            steps: self.config.steps,
+            guidance: self.config.guidance,
+            headline: (!headline.is_empty()).then_some(headline),
+            guidelines_applied: d
+                .guidelines_applied
+                .into_iter()
+                .filter(|g| citations.contains(g))
+                .take(4)
+                .collect(),
+            rationale: clean(&d.rationale, 200),
+        }
+    }
+
+    /// The prompt the image model gets: the plan's words plus the chosen colours in plain
+    /// colour words (brand names like "Ember" mean nothing to an image model).
+    fn model_prompt(plan: &Plan, kit: Option<&KitSummary>) -> (String, Option<String>) {
+        let options = Self::colour_options(kit);
+        let words: Vec<&str> = plan
+            .colours
+            .iter()
+            .filter_map(|name| options.iter().find(|o| &o.name == name))
+            .map(|o| plain_colour_word(o.rgb))
+            .collect();
+        let mut prompt = plan.prompt.clone();
+        if !words.is_empty() {
+            let (ground, rest) = words.split_at(1);
+            prompt.push_str(&format!(", {} background", ground[0]));
+            if !rest.is_empty() {
+                prompt.push_str(&format!(" with {}", rest.join(" and ")));
+            }
+        }
+        let mut negative: Vec<String> = Vec::new();
+        if !plan.negative_prompt.is_empty() {
+            negative.push(plan.negative_prompt.clone());
+        }
+        if let Some(k) = kit {
+            negative.extend(k.forbidden_colours.iter().map(|c| c.name.to_lowercase()));
+        }
+        let negative = (!negative.is_empty()).then(|| negative.join(", "));
+        (prompt, negative)
+    }
+
+    fn requested_colours(plan: &Plan, kit: Option<&KitSummary>) -> Vec<RequestedColour> {
+        let options = Self::colour_options(kit);
+        plan.colours
+            .iter()
+            .filter_map(|name| options.iter().find(|o| &o.name == name).cloned())
+            .collect()
+    }
+
+    async fn generate(&self, s: &mut Session, io: &mut SessionIo, clock: &Clock) -> Result<Phase> {
+        self.guard(s.phase, Tool::GenerateImage)?;
+        let plan = s
+            .plan
+            .clone()
+            .ok_or_else(|| Error::Store("generate without a plan".into()))?;
+        if let Some(reason) = self.spent(s, clock) {
+            return self.stop(s, io, reason).await;
+        }
+        let left = self.config.max_images.saturating_sub(s.usage.images);
+        let variants = plan.variants.min(left).max(1);
+        let (prompt, negative_prompt) = Self::model_prompt(&plan, s.kit.as_ref());
+        s.iteration += 1;
+        let seed = self
+            .config
+            .seed
+            .wrapping_add(u64::from(s.iteration - 1) * 1000)
+            .wrapping_add(u64::from(s.retries) * 100);
+        let args = GenerateArgs {
+            prompt,
+            negative_prompt,
+            variants,
+            width: Some(plan.width),
+            height: Some(plan.height),
+            steps: Some(plan.steps),
+            guidance: Some(plan.guidance),
+            seed: Some(seed),
+        };
+        let id = s.take_id();
+        let tool = Tool::GenerateImage.name().to_string();
+        self.emit(
+            io,
+            AgentEvent::ToolCall {
+                id,
+                tool: tool.clone(),
+                args: serde_json::to_value(&args).unwrap_or_default(),
+            },
+        )
+        .await;
+        let generator = &self.tools.generator;
+        let mut defaults = ImageRequest::new(args.prompt.clone());
+        defaults.cancel = io.cancel.child_token();
+        let result = match args.prepare(&generator.limits(), &defaults) {
+            Ok(prepared) => {
+                let events = io.events.clone();
+                let progress = Box::new(move |p: Progress| {
+                    let preview = p.preview.as_ref().and_then(|img| {
+                        encode_png(img)
+                            .ok()
+                            .map(|png| base64::engine::general_purpose::STANDARD.encode(png))
+                    });
+                    // Progress is advisory: a full channel drops it rather than stall the model.
+                    let _ = events.try_send(AgentEvent::Progress {
+                        step: p.step,
+                        steps: p.steps,
+                        image: p.image,
+                        preview_png_base64: preview,
+                    });
+                });
+                let request = prepared.request;
+                generator
+                    .generate(request, Some(progress))
+                    .await
+                    .map_err(Error::from)
+            }
+            Err(e) => Err(e.into()),
+        };
+        let generation = match result {
+            Ok(g) => g,
+            Err(Error::Inference(atelier_inference::Error::Cancelled)) => {
+                return Err(Error::Cancelled);
+            }
+            Err(_) if io.cancel.is_cancelled() => return Err(Error::Cancelled),
+            Err(e) => {
+                s.usage.tool_failures += 1;
+                self.emit(
+                    io,
+                    AgentEvent::ToolResult {
+                        id,
+                        tool,
+                        ok: false,
+                        summary: e.to_string(),
+                    },
+                )
+                .await;
+                s.iteration -= 1;
+                if s.retries < self.config.tool_retries {
+                    s.retries += 1;
+                    s.tool_error = Some(e.to_string());
+                    return Ok(Phase::Refine);
+                }
+                if s.candidates.is_empty() {
+                    return Err(e);
+                }
+                s.assumptions
+                    .push(format!("image generation stopped working: {e}"));
+                return Ok(Phase::Present);
+            }
+        };
+        s.retries = 0;
+        s.tool_error = None;
+        s.usage.compute_ms += generation.total_ms;
+        let n = generation.images.len() as u32;
+        s.usage.images += n;
+        s.usage.cost_usd += f64::from(n) * self.config.cost_per_image_usd;
+        let mut ids = Vec::new();
+        for g in generation.images {
+            let image = self.tools.images.put(&g.image).await?;
+            ids.push(image.id.clone());
+            s.candidates.push(Candidate {
+                image,
+                iteration: s.iteration,
+                seed: g.seed,
+                prompt: args.prompt.clone(),
+                critique: None,
+            });
+        }
+        self.emit(
+            io,
+            AgentEvent::ToolResult {
+                id,
+                tool,
+                ok: true,
+                summary: format!(
+                    "{n} image{} from {} in {:.1} s",
+                    if n == 1 { "" } else { "s" },
+                    generation.model,
+                    generation.total_ms as f64 / 1000.0
+                ),
+            },
+        )
+        .await;
+        Ok(Phase::Critique)
+    }
+
+    /// Why the session may not start another round, if it may not.
+    fn spent(&self, s: &Session, clock: &Clock) -> Option<String> {
+        if s.iteration >= self.config.max_iterations {
+            return Some(format!(
+                "the iteration budget ({}) is spent",
+                self.config.max_iterations
+            ));
+        }
+        if s.usage.images >= self.config.max_images {
+            return Some(format!(
+                "the image budget ({}) is spent",
+                self.config.max_images
+            ));
+        }
+        if clock.active() >= self.config.time_budget {
+            return Some(format!(
+                "the time budget ({} s) is spent",
+                self.config.time_budget.as_secs()
+            ));
+        }
+        if self.config.cost_per_image_usd > 0.0
+            && s.usage.cost_usd + self.config.cost_per_image_usd > self.config.max_cost_usd
+        {
+            return Some(format!(
+                "the cost budget (${:.2}) is spent",
+                self.config.max_cost_usd
+            ));
+        }
+        None
+    }
+
+    async fn stop(&self, s: &mut Session, io: &SessionIo, reason: String) -> Result<Phase> {
+        if s.candidates.is_empty() {
+            return Err(Error::InvalidRequest {
+                field: "budget",
+                reason: format!("{reason} before any image was made"),
+            });
+        }
+        self.emit(
+            io,
+            AgentEvent::Message {
+                text: format!("Stopping: {reason}."),
+            },
+        )
+        .await;
+        s.assumptions.push(format!("stopped because {reason}"));
+        Ok(Phase::Present)
+    }
+
+    async fn critique(&self, s: &mut Session, io: &mut SessionIo, clock: &Clock) -> Result<Phase> {
+        self.guard(s.phase, Tool::CritiqueImage)?;
+        let plan = s
+            .plan
+            .clone()
+            .ok_or_else(|| Error::Store("critique without a plan".into()))?;
+        let requested = Self::requested_colours(&plan, s.kit.as_ref());
+        let kit = s.kit.clone();
+        for i in 0..s.candidates.len() {
+            if s.candidates[i].critique.is_some() {
+                continue;
+            }
+            let c = s.candidates[i].clone();
+            let id = s.take_id();
+            self.emit(
+                io,
+                AgentEvent::ToolCall {
+                    id,
+                    tool: Tool::CritiqueImage.name().into(),
+                    args: json!({"image": c.image.id, "colours": plan.colours}),
+                },
+            )
+            .await;
+            let pixels = image::open(&c.image.uri)
+                .map_err(|e| Error::Images(format!("reading {}: {e}", c.image.uri)))?
+                .to_rgb8();
+            let prompt = c.prompt.clone();
+            let requested = requested.clone();
+            let kit = kit.clone();
+            let critique = tokio::task::spawn_blocking(move || {
+                critique_image(CritiqueInput {
+                    image: &pixels,
+                    prompt: &prompt,
+                    requested: &requested,
+                    kit: kit.as_ref(),
+                })
+            })
+            .await
+            .map_err(|e| Error::Images(format!("critique thread: {e}")))?;
+            self.emit(
+                io,
+                AgentEvent::ToolResult {
+                    id,
+                    tool: Tool::CritiqueImage.name().into(),
+                    ok: true,
+                    summary: format!(
+                        "score {:.2}, {}",
+                        critique.score,
+                        if critique.passed { "passed" } else { "failed" }
+                    ),
+                },
+            )
+            .await;
+            self.emit(
+                io,
+                AgentEvent::Critique {
+                    image_id: c.image.id.clone(),
+                    passed: critique.passed,
+                    score: critique.score,
+                    checks: critique.checks.clone(),
+                },
+            )
+            .await;
+            self.emit(
+                io,
+                AgentEvent::Image {
+                    image: c.image.clone(),
+                    iteration: c.iteration,
+                    seed: c.seed,
+                    prompt: c.prompt.clone(),
+                    score: critique.score,
+                    passed: critique.passed,
+                },
+            )
+            .await;
+            s.candidates[i].critique = Some(critique);
+        }
+        if s.best()
+            .and_then(|b| b.critique.as_ref())
+            .is_some_and(|c| c.passed)
+        {
+            return Ok(Phase::Present);
+        }
+        if s.iteration >= 2 {
+            let now = s.best_score_of(s.iteration).unwrap_or(0.0);
+            let before = (1..s.iteration)
+                .filter_map(|i| s.best_score_of(i))
+                .fold(0f32, f32::max);
+            if now < before + self.config.min_improvement {
+                return self
+                    .stop(
+                        s,
+                        io,
+                        format!(
+                            "refining stopped helping (best score {before:.2}, last round {now:.2})"
+                        ),
+                    )
+                    .await;
+            }
+        }
+        if let Some(reason) = self.spent(s, clock) {
+            return self.stop(s, io, reason).await;
+        }
+        Ok(Phase::Refine)
+    }
+
+    async fn refine(&self, s: &mut Session, io: &mut SessionIo) -> Result<Phase> {
+        let mut plan = s
+            .plan
+            .clone()
+            .ok_or_else(|| Error::Store("refine without a plan".into()))?;
+        let best = s.best().cloned();
+        let failures: Vec<_> = best
+            .as_ref()
+            .and_then(|b| b.critique.as_ref())
+            .map(|c| c.failures().cloned().collect())
+            .unwrap_or_default();
+        let score = best
+            .as_ref()
+            .and_then(|b| b.critique.as_ref())
+            .map_or(0.0, |c| c.score);
+        let context = json!({
+            "brief": s.brief,
+            "prompt": plan.prompt,
+            "colours": plan.colours,
+            "failures": failures,
+            "score": score,
+            "tool_error": s.tool_error,
+        });
+        let (r, usage): (Refinement, _) = self
+            .decider
+            .decide("refine", context, refinement_schema(), &io.cancel)
+            .await?;
+        self.account(s, usage);
+        let prompt: String = r
+            .prompt
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(240)
+            .collect();
+        if !prompt.is_empty() {
+            plan.prompt = prompt;
+        }
+        plan.negative_prompt = r.negative_prompt.trim().chars().take(120).collect();
+        // Parameter changes the checks call for, independent of the model's wording.
+        if failures
+            .iter()
+            .any(|f| f.name == "technical" && f.detail.contains("speckle"))
+        {
+            plan.steps = (plan.steps + plan.steps / 2).min(self.tools.generator.limits().max_steps);
+        }
+        if failures.iter().any(|f| f.name == "requested_colours") {
+            plan.guidance = (plan.guidance + 1.0).min(12.0);
+        }
+        let change = r.change.trim();
+        self.emit(
+            io,
+            AgentEvent::Message {
+                text: format!(
+                    "Refining: {}",
+                    if change.is_empty() {
+                        "a new prompt"
+                    } else {
+                        change
+                    }
+                ),
+            },
+        )
+        .await;
+        s.plan = Some(plan);
+        Ok(Phase::Generate)
+    }
+
+    async fn present(&self, s: &mut Session, io: &mut SessionIo) -> Result<Phase> {
+        let best = s
+            .best()
+            .cloned()
+            .ok_or_else(|| Error::Store("present without an image".into()))?;
+        let critique = best.critique.clone();
+        let passed = critique.as_ref().is_some_and(|c| c.passed);
+        let failures: Vec<_> = critique
+            .as_ref()
+            .map(|c| c.failures().cloned().collect())
+            .unwrap_or_default();
+        let applied = s
+            .plan
+            .as_ref()
+            .map(|p| p.guidelines_applied.clone())
+            .unwrap_or_default();
+        let context = json!({
+            "brief": s.brief,
+            "prompt": best.prompt,
+            "iterations": s.iteration,
+            "images": s.usage.images,
+            "passed": passed,
+            "failures": failures,
+            "kit": s.kit,
+            "applied": applied,
+        });
+        let events = io.events.clone();
+        let mut sink = move |text: &str| {
+            // Advisory like progress: `final` carries the whole message.
+            let _ = events.try_send(AgentEvent::MessageDelta {
+                text: text.to_string(),
+            });
+        };
+        let mut watcher = FieldWatcher::new("message", &mut sink);
+        let (p, usage): (Presentation, _) = self
+            .decider
+            .decide_watching(
+                "present",
+                context,
+                presentation_schema(),
+                &io.cancel,
+                Some(&mut watcher),
+            )
+            .await?;
+        self.account(s, usage);
+        // The chosen image first, then the other passing ones of its round.
+        let mut images = vec![best.image.clone()];
+        for c in &s.candidates {
+            if c.image.id != best.image.id
+                && c.critique.as_ref().is_some_and(|k| k.passed)
+                && images.len() < 4
+                && !images.iter().any(|i| i.id == c.image.id)
+            {
+                images.push(c.image.clone());
+            }
+        }
+        let outcome = Outcome {
+            message: p.message.trim().to_string(),
+            alt_text: p.alt_text.trim().to_string(),
+            images: images.clone(),
+            passed,
+        };
+        self.emit(
+            io,
+            AgentEvent::Final {
+                message: outcome.message.clone(),
+                alt_text: outcome.alt_text.clone(),
+                images,
+                passed,
+                assumptions: s.assumptions.clone(),
+                citations: applied,
+                iterations: s.iteration,
+            },
+        )
+        .await;
+        s.outcome = Some(outcome);
+        Ok(Phase::Done)
+    }
+}
+
+/// Why a brief needs a question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    /// The brief names nothing to draw (or the model's subject is not in its words).
+    NoSubject,
+    /// The brief contradicts itself.
+    Contradiction(String),
+    /// The brief asks for what the brand forbids.
+    Forbidden(String),
+}
+
+impl Ask {
+    /// What the question is about, for the record.
+    pub fn about(&self) -> &'static str {
+        match self {
+            Ask::NoSubject => "subject",
+            Ask::Contradiction(_) => "contradiction",
+            Ask::Forbidden(_) => "brand rules",
+        }
+    }
+}
+
+/// Words that name a format or nothing at all, not a thing to draw.
+const VAGUE: &[&str] = &[
+    "something",
+    "anything",
+    "thing",
+    "things",
+    "stuff",
+    "image",
+    "images",
+    "picture",
+    "pictures",
+    "graphic",
+    "graphics",
+    "visual",
+    "visuals",
+    "design",
+    "designs",
+    "artwork",
+    "art",
+    "banner",
+    "banners",
+    "post",
+    "posts",
+    "poster",
+    "posters",
+    "flyer",
+    "flyers",
+    "hero",
+    "creative",
+    "content",
+    "campaign",
+    "launch",
+    "event",
+    "usual",
+    "nice",
+    "cool",
+    "good",
+    "great",
+    "new",
+    "social",
+    "media",
+    "instagram",
+    "story",
+    "stories",
+    "web",
+    "email",
+    "print",
+    "the",
+    "for",
+    "our",
+    "and",
+    "with",
+    "make",
+    "create",
+    "need",
+    "needs",
+    "please",
+    "asap",
+    "pop",
+    "different",
+    "same",
+    "next",
+    "week",
+    "discussed",
+    "what",
+    "you",
+    "know",
+    "can",
+    "us",
+    "square",
+    "wide",
+];
+
+/// The code's decision, from what the model read: ask when the subject is missing or not in
+/// the brief's own words (a model must not invent one), when the brief contradicts itself, or
+/// when it asks for what the brand forbids.
+pub fn needs_asking(s: &Session, u: &Understanding, forbidden: &[String]) -> Option<Ask> {
+    let mut said = s.brief.to_lowercase();
+    for e in &s.exchanges {
+        if let Some(a) = &e.answer {
+            said.push(' ');
+            said.push_str(&a.to_lowercase());
+        }
+    }
+    if let Some(rule) = atelier_tools::critique::forbidden_matches(&said, forbidden).first() {
+        return Some(Ask::Forbidden((*rule).to_string()));
+    }
+    let contradiction = u.contradiction.trim();
+    if !contradiction.is_empty() {
+        return Some(Ask::Contradiction(contradiction.to_string()));
+    }
+    let said_words: std::collections::HashSet<&str> = said
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let grounded = u
+        .subject
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3 && !VAGUE.contains(w))
+        .any(|w| said_words.contains(w));
+    (!grounded).then_some(Ask::NoSubject)
+}
+
+/// A sentence for the status event of each phase.
+fn describe(phase: Phase) -> String {
+    match phase {
+        Phase::Understand => "reading the brief",
+        Phase::Clarify => "waiting for an answer",
+        Phase::Retrieve => "looking up the brand's guidelines",
+        Phase::Plan => "planning the images",
+        Phase::Generate => "generating",
+        Phase::Critique => "checking the images",
+        Phase::Refine => "refining the prompt",
+        Phase::Present => "writing the result",
+        Phase::Done => "done",
+        Phase::Failed => "failed",
+        Phase::Cancelled => "cancelled",
+    }
+    .to_string()
+}
+
+/// The nearest plain colour word (the vocabulary image models know) to an sRGB colour.
+pub fn plain_colour_word(rgb: [u8; 3]) -> &'static str {
+    COLOURS
+        .iter()
+        .map(|c| (delta_e(c.rgb, rgb), c.name))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or("grey", |(_, n)| n)
+}
+
+/// Active time of a session: wall time minus time spent waiting for the user.
+#[derive(Debug)]
+struct Clock {
+    before_ms: u64,
+    started: Instant,
+    waiting: Duration,
+    paused_at: Option<Instant>,
+}
+
+impl Clock {
+    fn new(before_ms: u64) -> Self {
+        Clock {
+            before_ms,
+            started: Instant::now(),
+            waiting: Duration::ZERO,
+            paused_at: None,
+        }
+    }
+    fn pause(&mut self) {
+        self.paused_at = Some(Instant::now());
+    }
+    fn resume(&mut self) {
+        if let Some(at) = self.paused_at.take() {
+            self.waiting += at.elapsed();
+        }
+    }
+    fn active(&self) -> Duration {
+        Duration::from_millis(self.before_ms) + self.started.elapsed().saturating_sub(self.waiting)
+    }
+    fn active_ms(&self) -> u64 {
+        self.active().as_millis() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(subject: &str, contradiction: &str) -> Understanding {
+        Understanding {
+            subject: subject.into(),
+            contradiction: contradiction.into(),
+            question: String::new(),
+            choices: Vec::new(),
+            assumptions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_code_asks_when_the_subject_is_vague_invented_contradictory_or_forbidden() {
+        let s = |brief: &str| Session::new("x", "t", brief, None);
+        let rules = vec!["riding without a helmet".to_string()];
+        let clear = s("A cup of coffee on a wooden table");
+        assert_eq!(
+            needs_asking(&clear, &read("a cup of coffee", ""), &rules),
+            None
+        );
+        let vague = s("Make something nice for our banner");
+        assert_eq!(
+            needs_asking(&vague, &read("something nice banner", ""), &rules),
+            Some(Ask::NoSubject)
+        );
+        // A subject the brief never mentioned is the model's invention.
+        assert_eq!(
+            needs_asking(&vague, &read("a coffee cup", ""), &rules),
+            Some(Ask::NoSubject)
+        );
+        assert!(matches!(
+            needs_asking(&clear, &read("a cup", "no cup"), &rules),
+            Some(Ask::Contradiction(_))
+        ));
+        let unsafe_brief = s("A rider without a helmet doing tricks");
+        assert_eq!(
+            needs_asking(&unsafe_brief, &read("a rider", ""), &rules),
+            Some(Ask::Forbidden("riding without a helmet".into()))
+        );
+        // An answer can supply the subject.
+        let mut answered = s("Make something");
+        answered.exchanges.push(Exchange {
+            question: "What?".into(),
+            choices: vec![],
+            about: "subject".into(),
+            answer: Some("falling leaves".into()),
+        });
+        assert_eq!(
+            needs_asking(&answered, &read("falling leaves", ""), &rules),
+            None
+        );
+    }
+
+    #[test]
+    fn plain_colour_words_are_the_nearest_ones() {
+        assert_eq!(plain_colour_word([20, 30, 90]), "navy");
+        assert_eq!(plain_colour_word([245, 230, 204]), "beige");
+    }
+}

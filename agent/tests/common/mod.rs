@@ -1,0 +1,144 @@
+//! Shared set-up of the agent tests: the real MiniLM embedder, the bundled atelier-tiny model,
+//! an embedded Qdrant store with both example brands, and checks on event streams.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use atelier_agent::{AgentEvent, allowed_tools};
+use atelier_inference::diffusion::tiny::TinyGenerator;
+use atelier_inference::embed::{Embedder, MiniLmEmbedder};
+use atelier_inference::models::Catalog;
+use atelier_tools::brand::{BrandKit, BrandStore, EdgeStore, Ingestor};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn models_dir() -> PathBuf {
+    match std::env::var_os("ATELIER_MODELS") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/atelier/models"),
+    }
+}
+
+pub fn embedder() -> Arc<dyn Embedder> {
+    static E: OnceLock<Arc<MiniLmEmbedder>> = OnceLock::new();
+    E.get_or_init(|| {
+        let card = Catalog::builtin()
+            .unwrap()
+            .get("all-minilm-l6-v2")
+            .unwrap()
+            .clone();
+        let path = card.installed_path(&models_dir()).unwrap_or_else(|e| {
+            panic!("{e}\nrun `atelier models pull all-minilm-l6-v2` (scripts/test.sh does this)")
+        });
+        Arc::new(MiniLmEmbedder::load(path.parent().unwrap()).unwrap())
+    })
+    .clone()
+}
+
+/// The shipped atelier-tiny weights.
+pub fn tiny() -> Arc<TinyGenerator> {
+    static G: OnceLock<Arc<TinyGenerator>> = OnceLock::new();
+    G.get_or_init(|| {
+        Arc::new(TinyGenerator::load(&repo().join("models/atelier-tiny"), embedder()).unwrap())
+    })
+    .clone()
+}
+
+/// One embedded store for the whole test binary, with tenant `one` holding Solstice and tenant
+/// `two` holding Solstice and Voltline. Built on its own runtime so any test may use it.
+pub fn brands() -> Ingestor {
+    static I: OnceLock<(Ingestor, tempfile::TempDir)> = OnceLock::new();
+    I.get_or_init(|| {
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let e = embedder();
+                let store: Arc<dyn BrandStore> = Arc::new(
+                    EdgeStore::open(&dir.path().join("brands"), e.dimensions())
+                        .await
+                        .unwrap(),
+                );
+                let ing = Ingestor::new(store, e);
+                let kits = repo().join("examples/brands");
+                let solstice = BrandKit::load(&kits.join("solstice")).unwrap();
+                let voltline = BrandKit::load(&kits.join("voltline")).unwrap();
+                ing.ingest("one", &solstice).await.unwrap();
+                ing.ingest("two", &solstice).await.unwrap();
+                ing.ingest("two", &voltline).await.unwrap();
+                (ing, dir)
+            })
+        })
+        .join()
+        .unwrap()
+    })
+    .0
+    .clone()
+}
+
+/// Check that an event stream is well formed: one terminal event, last; every tool call
+/// answered once by a result with its id, after it; only tools the phase allows; every image
+/// on disk.
+pub fn assert_well_formed(events: &[AgentEvent]) {
+    let terminal: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.is_terminal())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        terminal,
+        [events.len() - 1],
+        "one terminal event, last: {events:#?}"
+    );
+    let mut open: HashMap<u32, String> = HashMap::new();
+    let mut phase = None;
+    for e in events {
+        match e {
+            AgentEvent::Status { phase: p, .. } => phase = Some(*p),
+            AgentEvent::ToolCall { id, tool, .. } => {
+                let p = phase.expect("a tool call before any status");
+                assert!(
+                    allowed_tools(p).iter().any(|t| t.name() == tool),
+                    "{tool} called in {p:?}"
+                );
+                assert!(
+                    open.insert(*id, tool.clone()).is_none(),
+                    "tool call id {id} reused"
+                );
+            }
+            AgentEvent::ToolResult { id, tool, .. } => {
+                assert_eq!(
+                    open.remove(id).as_deref(),
+                    Some(tool.as_str()),
+                    "result {id} without its call"
+                );
+            }
+            AgentEvent::Image { image, .. } => {
+                assert!(Path::new(&image.uri).is_file(), "{} missing", image.uri);
+            }
+            _ => {}
+        }
+    }
+    assert!(open.is_empty(), "tool calls without results: {open:?}");
+}
+
+/// The `type` tags of the events, in order, without progress and status.
+pub fn kinds(events: &[AgentEvent]) -> Vec<&'static str> {
+    events
+        .iter()
+        .map(AgentEvent::kind)
+        .filter(|k| !matches!(*k, "progress" | "status" | "message_delta"))
+        .collect()
+}

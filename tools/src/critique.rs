@@ -1,0 +1,517 @@
+//! `critique_image`: checks an image against its brief and its brand, each check with a score,
+//! a reason and, when it fails, a concrete fix the agent can apply.
+//!
+//! Checks (each 0–1, pass at its threshold):
+//! - `technical`: not blank, exposure in range, little clipping, no speckle noise;
+//! - `requested_colours`: every colour the plan asked for covers a visible share of the image
+//!   (CIEDE2000 ≤ [`PRESENT_DELTA_E`], share ≥ [`PRESENT_SHARE`]);
+//! - `brand_palette`: most of the image is in the brand's palette (share within
+//!   [`PALETTE_DELTA_E`] of a palette colour ≥ [`MIN_ON_PALETTE`]);
+//! - `forbidden_colours`: no visible area in a colour the brand forbids;
+//! - `safety`: the prompt names nothing the brand or the service forbids.
+//!
+//! What it cannot see is said, not guessed: without a CLIP-class model there is no check that
+//! the image shows the subject the brief names (see `docs/agent.md`).
+
+use atelier_inference::vision::colour::{Dominant, delta_e_lab, dominant_colours};
+use atelier_inference::vision::quality::{Quality, measure};
+use image::RgbImage;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::brand::KitSummary;
+
+/// Largest CIEDE2000 distance at which a requested colour counts as present.
+pub const PRESENT_DELTA_E: f32 = 15.0;
+/// Smallest share of the image a present colour covers.
+pub const PRESENT_SHARE: f32 = 0.02;
+/// Largest CIEDE2000 distance at which an area counts as a palette colour.
+pub const PALETTE_DELTA_E: f32 = 20.0;
+/// Smallest share of the image in palette colours for the palette check to pass.
+pub const MIN_ON_PALETTE: f32 = 0.6;
+/// Largest CIEDE2000 distance at which an area counts as a forbidden colour.
+pub const FORBIDDEN_DELTA_E: f32 = 10.0;
+/// Dominant colours the analysis looks at.
+const CLUSTERS: usize = 6;
+
+/// Terms no prompt may contain, whatever the brand (matched as whole words, case-insensitive).
+pub const SERVICE_DENYLIST: &[&str] = &[
+    "nude",
+    "naked",
+    "nsfw",
+    "gore",
+    "beheading",
+    "swastika",
+    "child porn",
+    "csam",
+];
+
+/// A colour the plan asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RequestedColour {
+    pub name: String,
+    pub rgb: [u8; 3],
+}
+
+/// What to critique.
+#[derive(Debug, Clone, Copy)]
+pub struct CritiqueInput<'a> {
+    pub image: &'a RgbImage,
+    /// The prompt the image was generated from.
+    pub prompt: &'a str,
+    /// Colours the plan asked for.
+    pub requested: &'a [RequestedColour],
+    /// The brand's rules, when the brief has a brand.
+    pub kit: Option<&'a KitSummary>,
+}
+
+/// One check's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Check {
+    /// `technical`, `requested_colours`, `brand_palette`, `forbidden_colours` or `safety`.
+    pub name: String,
+    pub passed: bool,
+    /// 0–1; higher is better.
+    pub score: f32,
+    /// What was measured, in words.
+    pub detail: String,
+    /// When failed: what to change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// All checks of one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Critique {
+    /// Every check passed.
+    pub passed: bool,
+    /// Mean of the check scores.
+    pub score: f32,
+    pub checks: Vec<Check>,
+    /// Technical measurements behind the `technical` check.
+    #[schemars(skip)]
+    pub quality: Quality,
+}
+
+impl Critique {
+    /// The failed checks.
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| !c.passed)
+    }
+}
+
+/// Run every check that applies.
+pub fn critique_image(input: CritiqueInput<'_>) -> Critique {
+    let quality = measure(input.image);
+    let rgb = input.image.as_raw();
+    let dominant: Vec<Dominant> = dominant_colours(rgb, CLUSTERS)
+        .into_iter()
+        .filter(|d| d.share >= PRESENT_SHARE)
+        .collect();
+    let mut checks = vec![technical(&quality)];
+    if !input.requested.is_empty() {
+        checks.push(requested_colours(&dominant, input.requested));
+    }
+    if let Some(kit) = input.kit {
+        if !kit.palette.is_empty() {
+            checks.push(brand_palette(&dominant, kit));
+        }
+        if !kit.forbidden_colours.is_empty() {
+            checks.push(forbidden_colours(&dominant, kit));
+        }
+    }
+    checks.push(safety(input.prompt, input.kit));
+    let score = checks.iter().map(|c| c.score).sum::<f32>() / checks.len() as f32;
+    Critique {
+        passed: checks.iter().all(|c| c.passed),
+        score,
+        checks,
+        quality,
+    }
+}
+
+fn technical(q: &Quality) -> Check {
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    if q.contrast < 0.03 {
+        problems.push(format!("almost one flat tone (contrast {:.3})", q.contrast));
+        fixes.push("describe at least two contrasting elements (a subject on a ground)");
+    }
+    if !(0.06..=0.94).contains(&q.mean_luma) {
+        problems.push(format!("exposure off (mean luma {:.2})", q.mean_luma));
+        fixes.push("ask for a mid-tone ground instead of pure black or white");
+    }
+    if q.clipped > 0.6 {
+        problems.push(format!("{:.0}% of pixels clipped", q.clipped * 100.0));
+        fixes.push("avoid pure black and pure white areas");
+    }
+    if q.speckle > 0.15 {
+        problems.push(format!(
+            "speckle noise on {:.0}% of pixels",
+            q.speckle * 100.0
+        ));
+        fixes.push("use more sampling steps");
+    }
+    let score = 1.0 - problems.len() as f32 / 4.0;
+    Check {
+        name: "technical".into(),
+        passed: problems.is_empty(),
+        score,
+        detail: if problems.is_empty() {
+            format!(
+                "exposure {:.2}, contrast {:.2}, {:.0}% clipped, no speckle",
+                q.mean_luma,
+                q.contrast,
+                q.clipped * 100.0
+            )
+        } else {
+            problems.join("; ")
+        },
+        fix: (!fixes.is_empty()).then(|| fixes.join("; ")),
+    }
+}
+
+/// Nearest dominant colour to `rgb`: its distance and share.
+fn nearest(dominant: &[Dominant], rgb: [u8; 3]) -> Option<(f32, f32)> {
+    dominant
+        .iter()
+        .map(|d| (delta_e_lab(d.lab, rgb), d.share))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+fn requested_colours(dominant: &[Dominant], requested: &[RequestedColour]) -> Check {
+    let mut missing = Vec::new();
+    let mut seen = Vec::new();
+    for c in requested {
+        match nearest(dominant, c.rgb) {
+            Some((d, share)) if d <= PRESENT_DELTA_E => {
+                seen.push(format!("{} ({:.0}%, ΔE {d:.1})", c.name, share * 100.0));
+            }
+            Some((d, _)) => missing.push(format!("{} (nearest ΔE {d:.1})", c.name)),
+            None => missing.push(c.name.clone()),
+        }
+    }
+    let score = seen.len() as f32 / requested.len() as f32;
+    Check {
+        name: "requested_colours".into(),
+        passed: missing.is_empty(),
+        score,
+        detail: if missing.is_empty() {
+            format!("present: {}", seen.join(", "))
+        } else {
+            format!("missing: {}", missing.join(", "))
+        },
+        fix: (!missing.is_empty()).then(|| {
+            format!(
+                "name the missing colours first and plainly in the prompt: {}",
+                missing
+                    .iter()
+                    .map(|m| m.split(" (").next().unwrap_or(m))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }),
+    }
+}
+
+fn brand_palette(dominant: &[Dominant], kit: &KitSummary) -> Check {
+    let covered: f32 = dominant.iter().map(|d| d.share).sum::<f32>().max(1e-6);
+    let mut on = 0f32;
+    let mut off = Vec::new();
+    for d in dominant {
+        let best = kit
+            .palette
+            .iter()
+            .map(|c| (delta_e_lab(d.lab, c.rgb()), c))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        match best {
+            Some((de, _)) if de <= PALETTE_DELTA_E => on += d.share,
+            Some((de, c)) => off.push(format!(
+                "{:.0}% of the image is ΔE {de:.0} from the nearest palette colour ({})",
+                d.share * 100.0,
+                c.name
+            )),
+            None => {}
+        }
+    }
+    let share = on / covered;
+    let passed = share >= MIN_ON_PALETTE;
+    let ground = kit
+        .colour_with_role(crate::brand::kit::Role::Background)
+        .or_else(|| kit.palette.first());
+    Check {
+        name: "brand_palette".into(),
+        passed,
+        score: (share / MIN_ON_PALETTE).min(1.0),
+        detail: if off.is_empty() {
+            format!(
+                "{:.0}% of the image in {}'s palette",
+                share * 100.0,
+                kit.name
+            )
+        } else {
+            format!(
+                "{:.0}% of the image in {}'s palette; {}",
+                share * 100.0,
+                kit.name,
+                off.join("; ")
+            )
+        },
+        fix: (!passed).then(|| {
+            format!(
+                "keep to the palette: a {} ground with {} accents",
+                ground.map_or("palette", |c| c.name.as_str()),
+                kit.palette
+                    .iter()
+                    .filter(|c| Some(c.name.as_str()) != ground.map(|g| g.name.as_str()))
+                    .map(|c| c.name.as_str())
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )
+        }),
+    }
+}
+
+fn forbidden_colours(dominant: &[Dominant], kit: &KitSummary) -> Check {
+    let mut found = Vec::new();
+    for f in &kit.forbidden_colours {
+        if let Some((de, share)) = nearest(dominant, f.rgb())
+            && de <= FORBIDDEN_DELTA_E
+        {
+            found.push((f, de, share));
+        }
+    }
+    let worst = found.iter().map(|(_, _, s)| *s).fold(0f32, f32::max);
+    Check {
+        name: "forbidden_colours".into(),
+        passed: found.is_empty(),
+        score: 1.0 - worst.min(1.0),
+        detail: if found.is_empty() {
+            "no forbidden colour covers a visible area".into()
+        } else {
+            found
+                .iter()
+                .map(|(f, de, s)| {
+                    format!(
+                        "{} {} covers {:.0}% (ΔE {de:.1}): {}",
+                        f.name,
+                        f.hex,
+                        s * 100.0,
+                        f.reason
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+        fix: (!found.is_empty()).then(|| {
+            format!(
+                "remove {} from the prompt and name palette colours instead",
+                found
+                    .iter()
+                    .map(|(f, _, _)| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }),
+    }
+}
+
+/// Whole-word, case-insensitive search for `term` in `text`.
+pub fn mentions(text: &str, term: &str) -> bool {
+    let text = text.to_lowercase();
+    let term = term.to_lowercase();
+    let term = term.trim();
+    if term.is_empty() {
+        return false;
+    }
+    text.match_indices(term).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + term.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
+/// Words that carry no meaning of their own in a rule or a prompt.
+const STOP: &[&str] = &[
+    "the", "and", "for", "with", "our", "any", "other", "that", "this", "are", "was", "its",
+    "into", "from", "about", "over", "under", "through", "scenes", "scene", "images", "image",
+    "imagery", "showing", "shown", "show", "content", "use", "never", "not", "can", "must",
+    "should", "all", "every", "some", "claims",
+];
+
+/// A crude stem: lowercase, common English suffixes off ("riding", "rider" → "rid").
+pub fn stem(word: &str) -> String {
+    let w = word.to_lowercase();
+    for suffix in ["ings", "ing", "ers", "er", "es", "s", "ed"] {
+        if let Some(base) = w.strip_suffix(suffix)
+            && base.chars().count() >= 3
+        {
+            return base.to_string();
+        }
+    }
+    w
+}
+
+/// The meaningful stems of a text, in order.
+pub fn stems(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3 && !STOP.contains(&w.to_lowercase().as_str()))
+        .map(stem)
+        .collect()
+}
+
+/// The rules `text` runs into: a rule matches when every one of its meaningful words appears
+/// in the text (as a stem), negations included, so "a rider with a helmet" does not match
+/// "riding without a helmet" but "a rider without a helmet" does. Conservative on purpose: a
+/// rule paraphrased with other words is missed rather than an innocent text flagged.
+pub fn forbidden_matches<'a>(text: &str, rules: &'a [String]) -> Vec<&'a str> {
+    let have: std::collections::HashSet<String> = stems(text).into_iter().collect();
+    rules
+        .iter()
+        .filter(|rule| {
+            let need = stems(rule);
+            !need.is_empty() && need.iter().all(|s| have.contains(s))
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+fn safety(prompt: &str, kit: Option<&KitSummary>) -> Check {
+    let mut hits: Vec<String> = SERVICE_DENYLIST
+        .iter()
+        .filter(|t| mentions(prompt, t))
+        .map(|t| format!("`{t}` (service policy)"))
+        .collect();
+    if let Some(kit) = kit {
+        for rule in forbidden_matches(prompt, &kit.forbidden_content) {
+            hits.push(format!("what {} forbids: {rule}", kit.name));
+        }
+    }
+    Check {
+        name: "safety".into(),
+        passed: hits.is_empty(),
+        score: if hits.is_empty() { 1.0 } else { 0.0 },
+        detail: if hits.is_empty() {
+            "the prompt names nothing forbidden".into()
+        } else {
+            format!("the prompt names {}", hits.join(", "))
+        },
+        fix: (!hits.is_empty()).then(|| "rewrite the prompt without the forbidden terms".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kit() -> KitSummary {
+        serde_json::from_value(serde_json::json!({
+            "brand": "b", "name": "B",
+            "palette": [
+                {"name": "Navy", "hex": "#141E5A", "role": "background"},
+                {"name": "Gold", "hex": "#D4AF37", "role": "accent"}
+            ],
+            "fonts": {"headline": "A", "body": "B"},
+            "logos": [],
+            "voice": {"tone": [], "summary": ""},
+            "dos": [], "donts": [],
+            "forbidden_content": ["alcohol or drinking scenes"],
+            "forbidden_colours": [{"name": "Neon green", "hex": "#39FF14", "reason": "clashes"}],
+            "required": [], "sizes": []
+        }))
+        .unwrap()
+    }
+
+    fn split(a: [u8; 3], b: [u8; 3], share_b: f32) -> RgbImage {
+        RgbImage::from_fn(64, 64, |x, _| {
+            if (x as f32) < 64.0 * (1.0 - share_b) {
+                image::Rgb(a)
+            } else {
+                image::Rgb(b)
+            }
+        })
+    }
+
+    #[test]
+    fn an_on_brand_image_passes_and_an_off_brand_one_fails_with_fixes() {
+        let kit = kit();
+        let navy = RequestedColour {
+            name: "navy".into(),
+            rgb: [20, 30, 90],
+        };
+        let good = split([20, 30, 90], [212, 175, 55], 0.3);
+        let c = critique_image(CritiqueInput {
+            image: &good,
+            prompt: "a navy background with a gold circle",
+            requested: std::slice::from_ref(&navy),
+            kit: Some(&kit),
+        });
+        assert!(c.passed, "{c:#?}");
+        assert_eq!(c.checks.len(), 5);
+
+        let bad = split([57, 255, 20], [240, 240, 240], 0.5);
+        let c = critique_image(CritiqueInput {
+            image: &bad,
+            prompt: "friends drinking beer, alcohol everywhere",
+            requested: &[navy],
+            kit: Some(&kit),
+        });
+        assert!(!c.passed);
+        let failed: Vec<&str> = c.failures().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            failed,
+            [
+                "requested_colours",
+                "brand_palette",
+                "forbidden_colours",
+                "safety"
+            ],
+            "{c:#?}"
+        );
+        assert!(c.failures().all(|f| f.fix.is_some()));
+        assert!(c.score < 0.5);
+    }
+
+    #[test]
+    fn blank_images_fail_the_technical_check() {
+        let flat = RgbImage::from_pixel(32, 32, image::Rgb([0, 0, 0]));
+        let c = critique_image(CritiqueInput {
+            image: &flat,
+            prompt: "x",
+            requested: &[],
+            kit: None,
+        });
+        assert!(!c.passed);
+        assert_eq!(c.checks[0].name, "technical");
+        assert!(c.checks[0].detail.contains("flat"), "{c:#?}");
+    }
+
+    #[test]
+    fn rules_match_only_when_all_their_words_do() {
+        let rules = vec![
+            "riding without a helmet".to_string(),
+            "two people on one scooter".to_string(),
+            "competitor logos or cups".to_string(),
+        ];
+        assert_eq!(
+            forbidden_matches("a rider without a helmet on a scooter", &rules),
+            ["riding without a helmet"]
+        );
+        assert!(
+            forbidden_matches("a smiling rider with a helmet, riding a scooter", &rules).is_empty()
+        );
+        assert!(forbidden_matches("two cups of coffee", &rules).is_empty());
+        assert_eq!(
+            forbidden_matches("Two people share one scooter", &rules),
+            ["two people on one scooter"]
+        );
+    }
+
+    #[test]
+    fn terms_match_whole_words_only() {
+        assert!(mentions("A Beer garden", "beer"));
+        assert!(!mentions("beerhall", "beer"));
+        assert!(!mentions("grape", "rape"));
+    }
+}
