@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::prompts::Prompts;
 
 /// What the model reads in the brief. The model extracts; the code decides whether to ask
-/// ([`crate::agent::Agent::needs_asking`]): a subject must be copied from the brief's own words,
+/// ([`crate::agent::needs_asking`]): a subject must be copied from the brief's own words,
 /// so a model cannot invent one for a brief that names none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Understanding {

@@ -104,7 +104,7 @@ impl GenerateArgs {
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .map(|n| n.chars().take(MAX_PROMPT_BYTES / 4).collect());
-        let count_max = limits.max_count.min(MAX_VARIANTS).max(1);
+        let count_max = limits.max_count.clamp(1, MAX_VARIANTS);
         request.count = self.variants.clamp(1, count_max);
         adjust(
             "variants",
