@@ -1079,6 +1079,7 @@ impl Agent {
             "iterations": s.iteration,
             "images": s.usage.images,
             "passed": passed,
+            "score": critique.as_ref().map_or(0.0, |c| c.score),
             "failures": failures,
             "kit": s.kit,
             "applied": applied,

@@ -130,7 +130,7 @@ mod tests {
         let present = render(
             "present",
             json!({"brief": "a cup", "prompt": "a red cup", "iterations": 2, "images": 6,
-                "passed": false, "failures": [{"name": "technical", "detail": "flat"}],
+                "passed": false, "score": 0.5, "failures": [{"name": "technical", "detail": "flat"}],
                 "kit": null, "applied": []}),
         );
         assert!(
