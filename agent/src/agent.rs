@@ -255,6 +255,48 @@ impl Agent {
         let _ = io.events.send(event).await;
     }
 
+    /// Announce a tool call (after checking the phase may make it); returns its id.
+    async fn tool_call(
+        &self,
+        s: &mut Session,
+        io: &SessionIo,
+        tool: Tool,
+        args: serde_json::Value,
+    ) -> Result<u32> {
+        self.guard(s.phase, tool)?;
+        let id = s.take_id();
+        let tool = tool.name().into();
+        self.emit(io, AgentEvent::ToolCall { id, tool, args }).await;
+        Ok(id)
+    }
+
+    /// Report how tool call `id` ended; a failure counts against the session.
+    async fn tool_result(
+        &self,
+        s: &mut Session,
+        io: &SessionIo,
+        id: u32,
+        tool: Tool,
+        outcome: std::result::Result<String, String>,
+    ) {
+        let ok = outcome.is_ok();
+        if !ok {
+            s.usage.tool_failures += 1;
+        }
+        let summary = outcome.unwrap_or_else(|e| e);
+        let tool = tool.name().into();
+        self.emit(
+            io,
+            AgentEvent::ToolResult {
+                id,
+                tool,
+                ok,
+                summary,
+            },
+        )
+        .await;
+    }
+
     fn can_ask(&self, s: &Session) -> bool {
         !s.just_go && s.questions_asked() < self.config.max_questions
     }
@@ -358,17 +400,15 @@ impl Agent {
                 _ => {}
             }
         }
-        if !self.can_ask(s) {
-            // Nothing more may be asked: read the brief for assumptions only.
-            let (u, usage) = self.decide_understanding(s, &io.cancel).await?;
-            self.account(s, usage);
-            self.assume(s, u.assumptions);
-            return Ok(Phase::Retrieve);
-        }
         let (u, usage) = self.decide_understanding(s, &io.cancel).await?;
         self.account(s, usage);
-        let rules = self.brand_rules(s).await;
-        if let Some(reason) = needs_asking(s, &u, &rules) {
+        // When nothing more may be asked, the reading only supplies assumptions.
+        let reason = if self.can_ask(s) {
+            needs_asking(s, &u, &self.brand_rules(s).await)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
             let question = match (u.question.trim(), &reason) {
                 (q, _) if !q.is_empty() => q.to_string(),
                 (_, Ask::Forbidden(rule)) => {
@@ -455,8 +495,23 @@ impl Agent {
         clock.resume();
         let answer = match input {
             Some(UserInput::Answer { text }) => {
-                let text: String = text.trim().chars().take(MAX_ANSWER_CHARS).collect();
-                if text.is_empty() { None } else { Some(text) }
+                let text = text.trim();
+                let chars = text.chars().count();
+                if chars > MAX_ANSWER_CHARS {
+                    // The question stays open; `clarify` asks it again.
+                    self.emit(
+                        io,
+                        AgentEvent::Error {
+                            message: format!(
+                                "invalid `answer`: {chars} characters; at most {MAX_ANSWER_CHARS}"
+                            ),
+                            fatal: false,
+                        },
+                    )
+                    .await;
+                    return Ok(Phase::Clarify);
+                }
+                (!text.is_empty()).then(|| text.to_string())
             }
             Some(UserInput::Cancel) => return Err(Error::Cancelled),
             Some(UserInput::JustGo) | None => None,
@@ -499,7 +554,6 @@ impl Agent {
         let (Some(brand), Some(ing)) = (s.brand.clone(), &self.tools.brands) else {
             return Ok(Phase::Plan);
         };
-        self.guard(s.phase, Tool::RetrieveBrandGuidelines)?;
         let mut query = s.brief.clone();
         for e in &s.exchanges {
             if let Some(a) = &e.answer {
@@ -514,52 +568,28 @@ impl Agent {
             top_k: self.config.top_k,
             kind: None,
         };
-        let id = s.take_id();
-        self.emit(
-            io,
-            AgentEvent::ToolCall {
-                id,
-                tool: Tool::RetrieveBrandGuidelines.name().into(),
-                args: serde_json::to_value(&args).unwrap_or_default(),
-            },
-        )
-        .await;
+        let tool = Tool::RetrieveBrandGuidelines;
+        let id = self
+            .tool_call(s, io, tool, serde_json::to_value(&args).unwrap_or_default())
+            .await?;
         match retrieve_brand_guidelines(ing, &s.tenant, args).await {
             Ok(r) => {
-                self.emit(
-                    io,
-                    AgentEvent::ToolResult {
-                        id,
-                        tool: Tool::RetrieveBrandGuidelines.name().into(),
-                        ok: true,
-                        summary: format!(
-                            "{}: {} palette colours; passages: {}",
-                            r.kit.name,
-                            r.kit.palette.len(),
-                            r.passages
-                                .iter()
-                                .map(|p| p.citation.as_str())
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        ),
-                    },
-                )
-                .await;
+                let summary = format!(
+                    "{}: {} palette colours; passages: {}",
+                    r.kit.name,
+                    r.kit.palette.len(),
+                    r.passages
+                        .iter()
+                        .map(|p| p.citation.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+                self.tool_result(s, io, id, tool, Ok(summary)).await;
                 s.kit = Some(r.kit);
                 s.passages = r.passages;
             }
             Err(e) => {
-                s.usage.tool_failures += 1;
-                self.emit(
-                    io,
-                    AgentEvent::ToolResult {
-                        id,
-                        tool: Tool::RetrieveBrandGuidelines.name().into(),
-                        ok: false,
-                        summary: e.to_string(),
-                    },
-                )
-                .await;
+                self.tool_result(s, io, id, tool, Err(e.to_string())).await;
                 s.assumptions.push(format!(
                     "brand guidelines for {brand} could not be read ({e}); brand rules are not applied"
                 ));
@@ -620,14 +650,6 @@ impl Agent {
 
     /// Clamp and clean the model's plan: nothing out of range or unknown goes through.
     fn validate_plan(&self, d: PlanDecision, names: &[String], citations: &[String]) -> Plan {
-        let clean = |t: &str, n: usize| -> String {
-            t.split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .chars()
-                .take(n)
-                .collect()
-        };
         let mut colours: Vec<String> = Vec::new();
         for c in d.colours {
             if names.contains(&c) && !colours.contains(&c) {
@@ -699,7 +721,6 @@ impl Agent {
     }
 
     async fn generate(&self, s: &mut Session, io: &mut SessionIo, clock: &Clock) -> Result<Phase> {
-        self.guard(s.phase, Tool::GenerateImage)?;
         let plan = s
             .plan
             .clone()
@@ -726,17 +747,10 @@ impl Agent {
             guidance: Some(plan.guidance),
             seed: Some(seed),
         };
-        let id = s.take_id();
-        let tool = Tool::GenerateImage.name().to_string();
-        self.emit(
-            io,
-            AgentEvent::ToolCall {
-                id,
-                tool: tool.clone(),
-                args: serde_json::to_value(&args).unwrap_or_default(),
-            },
-        )
-        .await;
+        let tool = Tool::GenerateImage;
+        let id = self
+            .tool_call(s, io, tool, serde_json::to_value(&args).unwrap_or_default())
+            .await?;
         let generator = &self.tools.generator;
         let mut defaults = ImageRequest::new(args.prompt.clone());
         defaults.cancel = io.cancel.child_token();
@@ -772,17 +786,7 @@ impl Agent {
             }
             Err(_) if io.cancel.is_cancelled() => return Err(Error::Cancelled),
             Err(e) => {
-                s.usage.tool_failures += 1;
-                self.emit(
-                    io,
-                    AgentEvent::ToolResult {
-                        id,
-                        tool,
-                        ok: false,
-                        summary: e.to_string(),
-                    },
-                )
-                .await;
+                self.tool_result(s, io, id, tool, Err(e.to_string())).await;
                 s.iteration -= 1;
                 if s.retries < self.config.tool_retries {
                     s.retries += 1;
@@ -815,21 +819,13 @@ impl Agent {
                 critique: None,
             });
         }
-        self.emit(
-            io,
-            AgentEvent::ToolResult {
-                id,
-                tool,
-                ok: true,
-                summary: format!(
-                    "{n} image{} from {} in {:.1} s",
-                    if n == 1 { "" } else { "s" },
-                    generation.model,
-                    generation.total_ms as f64 / 1000.0
-                ),
-            },
-        )
-        .await;
+        let summary = format!(
+            "{n} image{} from {} in {:.1} s",
+            if n == 1 { "" } else { "s" },
+            generation.model,
+            generation.total_ms as f64 / 1000.0
+        );
+        self.tool_result(s, io, id, tool, Ok(summary)).await;
         Ok(Phase::Critique)
     }
 
@@ -883,7 +879,6 @@ impl Agent {
     }
 
     async fn critique(&self, s: &mut Session, io: &mut SessionIo, clock: &Clock) -> Result<Phase> {
-        self.guard(s.phase, Tool::CritiqueImage)?;
         let plan = s
             .plan
             .clone()
@@ -895,19 +890,10 @@ impl Agent {
                 continue;
             }
             let c = s.candidates[i].clone();
-            let id = s.take_id();
-            self.emit(
-                io,
-                AgentEvent::ToolCall {
-                    id,
-                    tool: Tool::CritiqueImage.name().into(),
-                    args: json!({"image": c.image.id, "colours": plan.colours}),
-                },
-            )
-            .await;
-            let pixels = image::open(&c.image.uri)
-                .map_err(|e| Error::Images(format!("reading {}: {e}", c.image.uri)))?
-                .to_rgb8();
+            let tool = Tool::CritiqueImage;
+            let args = json!({"image": c.image.id, "colours": plan.colours});
+            let id = self.tool_call(s, io, tool, args).await?;
+            let pixels = self.tools.images.get(&c.image).await?;
             let prompt = c.prompt.clone();
             let requested = requested.clone();
             let kit = kit.clone();
@@ -921,20 +907,12 @@ impl Agent {
             })
             .await
             .map_err(|e| Error::Images(format!("critique thread: {e}")))?;
-            self.emit(
-                io,
-                AgentEvent::ToolResult {
-                    id,
-                    tool: Tool::CritiqueImage.name().into(),
-                    ok: true,
-                    summary: format!(
-                        "score {:.2}, {}",
-                        critique.score,
-                        if critique.passed { "passed" } else { "failed" }
-                    ),
-                },
-            )
-            .await;
+            let summary = format!(
+                "score {:.2}, {}",
+                critique.score,
+                if critique.passed { "passed" } else { "failed" }
+            );
+            self.tool_result(s, io, id, tool, Ok(summary)).await;
             self.emit(
                 io,
                 AgentEvent::Critique {
@@ -1016,18 +994,11 @@ impl Agent {
             .decide("refine", context, refinement_schema(), &io.cancel)
             .await?;
         self.account(s, usage);
-        let prompt: String = r
-            .prompt
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .chars()
-            .take(240)
-            .collect();
+        let prompt = clean(&r.prompt, 240);
         if !prompt.is_empty() {
             plan.prompt = prompt;
         }
-        plan.negative_prompt = r.negative_prompt.trim().chars().take(120).collect();
+        plan.negative_prompt = clean(&r.negative_prompt, 120);
         // Parameter changes the checks call for, independent of the model's wording.
         if failures
             .iter()
@@ -1262,6 +1233,17 @@ pub fn needs_asking(s: &Session, u: &Understanding, forbidden: &[String]) -> Opt
         .filter(|w| w.chars().count() >= 3 && !VAGUE.contains(w))
         .any(|w| said_words.contains(w));
     (!grounded).then_some(Ask::NoSubject)
+}
+
+/// Model text made safe to use: whitespace runs collapsed, at most `n` characters (the schema
+/// already bounds lengths; this holds when a backend does not).
+fn clean(text: &str, n: usize) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(n)
+        .collect()
 }
 
 /// A sentence for the status event of each phase.

@@ -5,10 +5,7 @@
 
 use std::sync::Arc;
 
-use atelier_inference::llm::{
-    ChatDelta, ChatModel, ChatRequest, ChatResponse, FinishReason, Message, validate_against,
-};
-use futures::StreamExt;
+use atelier_inference::llm::{ChatModel, ChatRequest, Message};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -233,7 +230,12 @@ impl Decider {
             if let Some(w) = watch.as_deref_mut() {
                 w.reset();
             }
-            let response = match self.ask_once(request, watch.as_deref_mut()).await {
+            let mut observe = |text: &str| {
+                if let Some(w) = watch.as_deref_mut() {
+                    w.feed(text);
+                }
+            };
+            let response = match self.llm.complete_observed(request, &mut observe).await {
                 Ok(r) => r,
                 Err(atelier_inference::Error::Cancelled) => return Err(Error::Cancelled),
                 Err(e @ atelier_inference::Error::SchemaViolation(_)) => {
@@ -263,43 +265,6 @@ impl Decider {
             attempts: self.config.retries + 1,
             detail: last,
         })
-    }
-}
-
-impl Decider {
-    /// One request, streamed; with a schema the whole answer must validate.
-    async fn ask_once(
-        &self,
-        request: ChatRequest,
-        mut watch: Option<&mut FieldWatcher<'_>>,
-    ) -> atelier_inference::Result<ChatResponse> {
-        let schema = request.schema.clone();
-        let mut stream = self.llm.stream(request).await?;
-        let mut text = String::new();
-        while let Some(item) = stream.next().await {
-            match item? {
-                ChatDelta::Text(t) => {
-                    if let Some(w) = watch.as_deref_mut() {
-                        w.feed(&t);
-                    }
-                    text.push_str(&t);
-                }
-                ChatDelta::Done {
-                    finish_reason,
-                    usage,
-                } => {
-                    if let (Some(schema), FinishReason::Stop) = (&schema, finish_reason) {
-                        validate_against(schema, &text)?;
-                    }
-                    return Ok(ChatResponse {
-                        text,
-                        finish_reason,
-                        usage,
-                    });
-                }
-            }
-        }
-        Err(atelier_inference::Error::BackendStopped)
     }
 }
 

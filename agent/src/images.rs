@@ -15,6 +15,9 @@ use crate::event::ImageRef;
 pub trait ImageStore: Send + Sync {
     /// Store `image`; the same pixels always get the same reference, and are written once.
     async fn put(&self, image: &RgbImage) -> Result<ImageRef>;
+
+    /// The pixels of a stored image.
+    async fn get(&self, image: &ImageRef) -> Result<RgbImage>;
 }
 
 /// PNG bytes of an image.
@@ -33,6 +36,14 @@ pub struct DirImageStore {
 }
 
 impl DirImageStore {
+    fn path_of(&self, id: &str) -> Result<PathBuf> {
+        // Ids are sha256 hex: nothing else may name a file here.
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Images(format!("`{id}` is not an image id")));
+        }
+        Ok(self.dir.join(format!("{id}.png")))
+    }
+
     /// Store into `dir`, creating it when needed.
     pub fn new(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
@@ -47,7 +58,7 @@ impl ImageStore for DirImageStore {
     async fn put(&self, image: &RgbImage) -> Result<ImageRef> {
         let png = encode_png(image)?;
         let id = hex::encode(Sha256::digest(&png));
-        let path = self.dir.join(format!("{id}.png"));
+        let path = self.path_of(&id)?;
         if !path.is_file() {
             // Write beside, then rename: a crash never leaves a half-written image under its name.
             let tmp = self.dir.join(format!(".{id}.png.tmp"));
@@ -64,5 +75,38 @@ impl ImageStore for DirImageStore {
             width: image.width(),
             height: image.height(),
         })
+    }
+
+    async fn get(&self, image: &ImageRef) -> Result<RgbImage> {
+        let path = self.path_of(&image.id)?;
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| Error::Images(format!("reading {}: {e}", path.display())))?;
+        image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
+            .map(|i| i.to_rgb8())
+            .map_err(|e| Error::Images(format!("decoding {}: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn images_round_trip_by_content_address_and_ids_cannot_name_other_files() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let store = DirImageStore::new(dir.path()).unwrap_or_else(|e| unreachable!("{e}"));
+        let image = RgbImage::from_pixel(4, 4, image::Rgb([1, 2, 3]));
+        let stored = store
+            .put(&image)
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(store.put(&image).await.ok().as_ref(), Some(&stored));
+        assert_eq!(store.get(&stored).await.ok(), Some(image));
+        let evil = ImageRef {
+            id: "../../etc/passwd".into(),
+            ..stored
+        };
+        assert!(store.get(&evil).await.is_err());
     }
 }

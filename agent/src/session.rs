@@ -242,7 +242,7 @@ impl MemorySessionStore {
         Self::default()
     }
 
-    /// How many times sessions were saved is not tracked; this is how many are stored.
+    /// Sessions stored.
     pub fn len(&self) -> usize {
         self.sessions.lock().map_or(0, |m| m.len())
     }

@@ -730,3 +730,32 @@ async fn injected_instructions_cannot_reach_tools_or_budgets() {
         "nothing was deleted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_long_answer_gets_a_clear_error_and_the_question_again() {
+    let llm = script(vec![ASK], plan(&["Crema"], 1));
+    let run = agent(llm, tiny(), config());
+    let mut s = run.agent.start("one", "something", None).await.unwrap();
+    let events = drive(
+        &run.agent,
+        &mut s,
+        vec![
+            UserInput::Answer {
+                text: "cup ".repeat(300),
+            },
+            UserInput::Answer {
+                text: "a coffee cup".into(),
+            },
+        ],
+    )
+    .await;
+    assert_well_formed(&events);
+    assert_eq!(s.phase, Phase::Done, "{:?}", s.failure);
+    assert_eq!(
+        kinds(&events).iter().filter(|k| **k == "question").count(),
+        2
+    );
+    assert!(events.iter().any(|e| matches!(e,
+        AgentEvent::Error { message, fatal: false } if message.contains("`answer`") && message.contains("1000"))));
+    assert_eq!(s.exchanges[0].answer.as_deref(), Some("a coffee cup"));
+}

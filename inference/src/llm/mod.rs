@@ -261,12 +261,24 @@ pub trait ChatModel: Send + Sync {
     /// Answer and collect the whole text. With a schema, the text is checked to be one JSON
     /// value that validates, else [`Error::SchemaViolation`].
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse> {
+        self.complete_observed(request, &mut |_| {}).await
+    }
+
+    /// [`ChatModel::complete`], handing each piece of text to `observe` as it arrives.
+    async fn complete_observed(
+        &self,
+        request: ChatRequest,
+        observe: &mut (dyn for<'t> FnMut(&'t str) + Send),
+    ) -> Result<ChatResponse> {
         let schema = request.schema.clone();
         let mut stream = self.stream(request).await?;
         let mut text = String::new();
         while let Some(item) = stream.next().await {
             match item? {
-                ChatDelta::Text(t) => text.push_str(&t),
+                ChatDelta::Text(t) => {
+                    observe(&t);
+                    text.push_str(&t);
+                }
                 ChatDelta::Done {
                     finish_reason,
                     usage,
