@@ -351,11 +351,13 @@ impl Agent {
     ) -> Result<(Plan, DecisionUsage)> {
         let options = Self::colour_options(s.kit.as_ref());
         let names: Vec<String> = options.iter().map(|c| c.name.clone()).collect();
-        let citations: Vec<String> = {
-            let mut c: Vec<String> = s.passages.iter().map(|p| p.citation.clone()).collect();
-            c.dedup();
-            c
-        };
+        // Two passages of one section share a citation; the schema's enum lists it once.
+        let mut citations: Vec<String> = Vec::new();
+        for p in &s.passages {
+            if !citations.contains(&p.citation) {
+                citations.push(p.citation.clone());
+            }
+        }
         let context = json!({
             "brief": s.brief,
             "exchanges": s.exchanges,
