@@ -35,3 +35,25 @@ atelier_models_dir() {
 # llama.cpp's OpenMP threads must not spin while they wait: with 2 cores and other work
 # running, spinning threads collapse decoding speed.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+
+# What the client tests drive: Debian's Chromium with playwright-core (npm, pinned by
+# web/tests/browser/package-lock.json), and the official `openai` Python package in a virtualenv
+# outside the checkout. Both tests are then required rather than skipped.
+atelier_test_clients() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing system packages: chromium" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  fi
+  command -v node >/dev/null 2>&1 || { echo "error: node is not installed (apt-get install nodejs npm)" >&2; exit 1; }
+  (cd web/tests/browser && npm ci --no-audit --no-fund --silent)
+  local venv="$HOME/.cache/atelier/venv-openai"
+  if ! "$venv/bin/python" -c "import openai" >/dev/null 2>&1; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "openai==3.57.0"
+  fi
+  export ATELIER_OPENAI_PYTHON="$venv/bin/python"
+  export ATELIER_REQUIRE_BROWSER=1 ATELIER_REQUIRE_CLIENTS=1
+}

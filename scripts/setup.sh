@@ -35,3 +35,23 @@ if [ -f models/atelier-tiny/model.safetensors ]; then
   mkdir -p out
   "$atelier" generate "a navy background with gold confetti" --n 4 --out out
 fi
+
+echo
+echo "== the server: chat UI, WebSocket protocol and OpenAI-compatible API (started, checked, stopped) =="
+log="$(mktemp)"
+"$atelier" serve --addr 127.0.0.1:0 >"$log" 2>&1 &
+server=$!
+for _ in $(seq 1 300); do
+  grep -q "^listening on " "$log" && break
+  kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 1
+done
+url="$(sed -n 's/^listening on //p' "$log" | head -1)"
+[ -n "$url" ] || { cat "$log"; echo "the server did not start" >&2; exit 1; }
+curl -fsS "$url/readyz"
+echo
+curl -fsS "$url/v1/models"
+echo
+kill -TERM "$server"
+wait "$server" || true
+echo "run it yourself: $atelier serve   (then open http://127.0.0.1:8080/)"

@@ -6,6 +6,7 @@ source scripts/lib.sh
 atelier_system_packages
 atelier_target_dir
 atelier_models_dir
+atelier_test_clients
 
 cargo fmt --all -- --check
 cargo build --locked --workspace --all-targets

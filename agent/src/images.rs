@@ -18,6 +18,15 @@ pub trait ImageStore: Send + Sync {
 
     /// The pixels of a stored image.
     async fn get(&self, image: &ImageRef) -> Result<RgbImage>;
+
+    /// The PNG bytes stored under `id`; `None` when there is no such image. An `id` that is not
+    /// a content hash is an error, so no id can name anything but a stored image.
+    async fn png(&self, id: &str) -> Result<Option<Vec<u8>>>;
+}
+
+/// True when `id` has the shape of an image id (sha256 in lower-case hex).
+pub fn is_image_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// PNG bytes of an image.
@@ -33,12 +42,14 @@ pub fn encode_png(image: &RgbImage) -> Result<Vec<u8>> {
 #[derive(Debug, Clone)]
 pub struct DirImageStore {
     dir: PathBuf,
+    /// When set, references get `{prefix}{id}` as their URI instead of the file path.
+    uri_prefix: Option<String>,
 }
 
 impl DirImageStore {
     fn path_of(&self, id: &str) -> Result<PathBuf> {
         // Ids are sha256 hex: nothing else may name a file here.
-        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_image_id(id) {
             return Err(Error::Images(format!("`{id}` is not an image id")));
         }
         Ok(self.dir.join(format!("{id}.png")))
@@ -49,7 +60,21 @@ impl DirImageStore {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Images(format!("creating {}: {e}", dir.display())))?;
-        Ok(DirImageStore { dir })
+        Ok(DirImageStore {
+            dir,
+            uri_prefix: None,
+        })
+    }
+
+    /// Give references the URI `{prefix}{id}` (where a server serves them) instead of the path.
+    pub fn with_uri_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.uri_prefix = Some(prefix.into());
+        self
+    }
+
+    /// The directory the images are in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 
@@ -69,9 +94,13 @@ impl ImageStore for DirImageStore {
                 .await
                 .map_err(|e| Error::Images(format!("renaming to {}: {e}", path.display())))?;
         }
+        let uri = match &self.uri_prefix {
+            Some(prefix) => format!("{prefix}{id}"),
+            None => path.display().to_string(),
+        };
         Ok(ImageRef {
             id,
-            uri: path.display().to_string(),
+            uri,
             width: image.width(),
             height: image.height(),
         })
@@ -85,6 +114,15 @@ impl ImageStore for DirImageStore {
         image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
             .map(|i| i.to_rgb8())
             .map_err(|e| Error::Images(format!("decoding {}: {e}", path.display())))
+    }
+
+    async fn png(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path_of(id)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Images(format!("reading {}: {e}", path.display()))),
+        }
     }
 }
 
@@ -102,11 +140,19 @@ mod tests {
             .await
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(store.put(&image).await.ok().as_ref(), Some(&stored));
-        assert_eq!(store.get(&stored).await.ok(), Some(image));
+        assert_eq!(store.get(&stored).await.ok().as_ref(), Some(&image));
         let evil = ImageRef {
             id: "../../etc/passwd".into(),
             ..stored
         };
         assert!(store.get(&evil).await.is_err());
+        assert!(store.png("../../etc/passwd").await.is_err());
+        assert!(store.png(&stored.id.to_uppercase()).await.is_err());
+        let png = store
+            .png(&stored.id)
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(png, Some(encode_png(&image).unwrap_or_default()));
+        assert_eq!(store.png(&"0".repeat(64)).await.ok(), Some(None));
     }
 }

@@ -24,5 +24,5 @@ pub use agent::{Agent, Ask, SessionIo, Tool, Toolbox, allowed_tools, needs_askin
 pub use config::AgentConfig;
 pub use error::{Error, Result};
 pub use event::{AgentEvent, ImageRef, UserInput};
-pub use images::{DirImageStore, ImageStore};
+pub use images::{DirImageStore, ImageStore, is_image_id};
 pub use session::{MemorySessionStore, Phase, Session, SessionStore};

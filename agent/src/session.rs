@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::event::ImageRef;
 
 /// Where a session is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Decide whether to ask or to go on.
@@ -249,6 +249,14 @@ impl MemorySessionStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The ids of the stored sessions.
+    pub fn ids(&self) -> Vec<String> {
+        self.sessions
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }
 

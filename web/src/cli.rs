@@ -41,6 +41,15 @@ pub enum Command {
     /// Run a creative brief through the agent: it asks, retrieves the brand, plans, generates,
     /// critiques and refines; events are printed as they happen.
     Brief(BriefArgs),
+    /// Serve the chat UI, the WebSocket chat protocol and the OpenAI-compatible API.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen here (IP:PORT; port 0 picks a free one); default: server.addr.
+    #[arg(long)]
+    pub addr: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -289,6 +298,9 @@ pub enum BenchCommand {
     Agent(BenchAgentArgs),
     /// Service overhead of one agent turn with a scripted model (everything but model compute).
     AgentOverhead(BenchAgentOverheadArgs),
+    /// Idle WebSocket sessions one server holds (RSS) and ping round trips under that load,
+    /// against a server started for the run on loopback; stops by itself.
+    Ws(BenchWsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -319,6 +331,25 @@ pub struct BenchAgentOverheadArgs {
     /// Sessions to run.
     #[arg(long, default_value_t = 200)]
     pub sessions: usize,
+    /// Append the table to this Markdown file.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchWsArgs {
+    /// Idle sessions to open, each with one WebSocket connection.
+    #[arg(long, default_value_t = 10_000)]
+    pub sessions: usize,
+    /// Connections that ping during the measurement.
+    #[arg(long, default_value_t = 50)]
+    pub active: usize,
+    /// Pings per second per active connection.
+    #[arg(long, default_value_t = 4)]
+    pub rate: u32,
+    /// Seconds of pinging, once without and once with the idle sessions.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
     /// Append the table to this Markdown file.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,

@@ -1,11 +1,8 @@
 //! The `atelier` binary: a thin shell over the commands.
 
-mod cli;
-mod commands;
-mod settings;
-
 use std::process::ExitCode;
 
+use atelier_web::{cli, commands};
 use clap::Parser;
 
 fn main() -> ExitCode {

@@ -151,6 +151,7 @@ pub struct Settings {
     pub embed: EmbedSettings,
     pub brands: BrandsSettings,
     pub agent: atelier_agent::AgentConfig,
+    pub server: crate::server::ServerConfig,
     /// The data directory; from `ATELIER_HOME`, not from the layers.
     #[serde(skip)]
     pub home: PathBuf,
@@ -290,6 +291,13 @@ impl Settings {
             }
             other => SettingsError::Parse(other.to_string()),
         })?;
+        self.server
+            .validate()
+            .map_err(|(key, value, allowed)| SettingsError::Invalid {
+                key,
+                value,
+                allowed,
+            })?;
         if self.brands.qdrant.collection.trim().is_empty() {
             return Err(SettingsError::Invalid {
                 key: "brands.qdrant.collection",

@@ -174,6 +174,16 @@ pub async fn llm(settings: &Settings, args: BenchLlmArgs) -> anyhow::Result<()> 
 }
 
 /// Print a result table and append it to `markdown` when given.
+/// The `p` quantile (0–1) of `v`, nearest rank; 0 when empty.
+pub(super) fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
 pub(super) fn publish(table: &str, markdown: Option<&Path>) -> anyhow::Result<()> {
     println!("{table}");
     if let Some(path) = markdown {

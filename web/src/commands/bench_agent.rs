@@ -24,6 +24,8 @@ use super::bench::{median, publish};
 use crate::cli::{BenchAgentArgs, BenchAgentOverheadArgs};
 use crate::settings::Settings;
 
+use super::bench::percentile;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BriefFile {
@@ -243,15 +245,6 @@ impl ImageGenerator for Replay {
             total_ms: 0,
         })
     }
-}
-
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
 }
 
 pub async fn overhead(_settings: &Settings, args: BenchAgentOverheadArgs) -> anyhow::Result<()> {

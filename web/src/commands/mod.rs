@@ -3,11 +3,13 @@
 mod bench;
 mod bench_agent;
 mod bench_embed;
+mod bench_ws;
 mod brands;
 mod brief;
 mod chat;
 mod generate;
 mod models;
+mod serve;
 mod train;
 
 use std::sync::Arc;
@@ -40,9 +42,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::AgentOverhead(args)) => {
             bench_agent::overhead(&settings, args).await
         }
+        Command::Bench(BenchCommand::Ws(args)) => bench_ws::run(args).await,
         Command::Brands(command) => brands::run(&settings, command).await,
         Command::Config => show_config(&settings),
         Command::Brief(args) => brief::run(&settings, args).await,
+        Command::Serve(args) => serve::run(&settings, args).await,
         Command::Generate(args) => generate::run(&settings, args).await,
         Command::Train(TrainCommand::Tiny(args)) => train::tiny(&settings, args).await,
         Command::Train(TrainCommand::TinyEval(args)) => train::tiny_eval(&settings, args).await,
