@@ -39,15 +39,41 @@ async fn http_post(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
     request(addr, &format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}")).await
 }
 
-/// One HTTP/1.1 exchange on a fresh connection; the status and the whole answer.
+/// One HTTP/1.1 exchange on a fresh connection; the status and the whole answer (headers and
+/// a `Content-Length` body; the connection may stay open).
 async fn request(addr: &str, raw: &str) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(raw.as_bytes()).await?;
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_string(&mut answer))
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await?;
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if answer.len() >= end + 4 + length {
+                    return Ok::<_, std::io::Error>(());
+                }
+            }
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
         .await
         .context("no HTTP answer within 30 s")??;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
     let status = answer
         .split_whitespace()
         .nth(1)
@@ -136,7 +162,9 @@ pub async fn run(args: BenchWsArgs) -> anyhow::Result<()> {
         (1..=600).contains(&args.seconds),
         "--seconds must be 1..=600"
     );
-    let need = (args.sessions + args.active) as u64 * 2 + 1024;
+    // Each process (this one and the server, which inherits the limit) holds one socket per
+    // connection, plus files and transient HTTP connections.
+    let need = (args.sessions + args.active) as u64 + 1024;
     let limit = rlimit::increase_nofile_limit(need).context("raising the open-file limit")?;
     anyhow::ensure!(
         limit >= need,
