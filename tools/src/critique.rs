@@ -2,7 +2,8 @@
 //! a reason and, when it fails, a concrete fix the agent can apply.
 //!
 //! Checks (each 0–1, pass at its threshold):
-//! - `technical`: not blank, exposure in range, little clipping, no speckle noise;
+//! - `technical`: not blank, exposure in range, little clipping, no speckle noise, no tile
+//!   grid (blockiness);
 //! - `requested_colours`: every colour the plan asked for covers a visible share of the image
 //!   (CIEDE2000 ≤ [`PRESENT_DELTA_E`], share ≥ [`PRESENT_SHARE`]);
 //! - `brand_palette`: most of the image is in the brand's palette (share within
@@ -145,6 +146,13 @@ fn technical(q: &Quality) -> Check {
         problems.push(format!("{:.0}% of pixels clipped", q.clipped * 100.0));
         fixes.push("avoid pure black and pure white areas");
     }
+    if q.blockiness > atelier_inference::vision::quality::BLOCKY {
+        problems.push(format!(
+            "a visible grid of {} px tiles (blockiness {:.1})",
+            q.block_size, q.blockiness
+        ));
+        fixes.push("generate again with more sampling steps, or at the model's native size");
+    }
     if q.speckle > 0.15 {
         problems.push(format!(
             "speckle noise on {:.0}% of pixels",
@@ -152,17 +160,18 @@ fn technical(q: &Quality) -> Check {
         ));
         fixes.push("use more sampling steps");
     }
-    let score = 1.0 - problems.len() as f32 / 4.0;
+    let score = 1.0 - problems.len() as f32 / 5.0;
     Check {
         name: "technical".into(),
         passed: problems.is_empty(),
         score,
         detail: if problems.is_empty() {
             format!(
-                "exposure {:.2}, contrast {:.2}, {:.0}% clipped, no speckle",
+                "exposure {:.2}, contrast {:.2}, {:.0}% clipped, no speckle, blockiness {:.2}",
                 q.mean_luma,
                 q.contrast,
-                q.clipped * 100.0
+                q.clipped * 100.0,
+                q.blockiness
             )
         } else {
             problems.join("; ")

@@ -43,6 +43,33 @@ pub enum Command {
     Brief(BriefArgs),
     /// Serve the chat UI, the WebSocket chat protocol and the OpenAI-compatible API.
     Serve(ServeArgs),
+    /// Check an image against a brief and a brand: technical quality, requested and brand
+    /// colours (CIEDE2000), forbidden colours and content; each check with a score and a fix.
+    Critique(CritiqueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CritiqueArgs {
+    /// The image (PNG or JPEG, at most 40 megapixels).
+    pub image: PathBuf,
+    /// Brand id (`atelier brands list`): its palette, forbidden colours and content apply.
+    #[arg(long)]
+    pub brand: Option<String>,
+    /// Tenant (default: brands.default_tenant).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// The brief or prompt the image was made for (checked against forbidden content).
+    #[arg(long)]
+    pub brief: Option<String>,
+    /// A colour the image must show: #RRGGBB, a brand palette name or a plain colour word.
+    #[arg(long = "colour", value_name = "COLOUR")]
+    pub colours: Vec<String>,
+    /// The report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with an error when a check fails.
+    #[arg(long)]
+    pub fail: bool,
 }
 
 #[derive(Debug, Args)]

@@ -496,3 +496,115 @@ fn brief_runs_the_agent_and_prints_one_json_event_per_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn critique_reports_each_check_and_refuses_unreadable_images_clearly() {
+    let home = tempfile::tempdir().unwrap();
+    let models = models_dir();
+    let (out, _, err) = run(atelier(home.path(), &models)
+        .args(["brands", "ingest"])
+        .arg(repo().join("examples/brands/solstice")));
+    assert!(out.status.success(), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    // On brand: Crema ground with an Ember disc (both Solstice palette colours).
+    let crema = [0xF5, 0xE6, 0xCC];
+    let ember = [0xD9, 0x48, 0x0F];
+    let on_brand = image::RgbImage::from_fn(128, 128, |x, y| {
+        let (dx, dy) = (x as f32 - 64.0, y as f32 - 64.0);
+        image::Rgb(if dx * dx + dy * dy < 1200.0 {
+            ember
+        } else {
+            crema
+        })
+    });
+    let good = dir.path().join("good.png");
+    on_brand.save(&good).unwrap();
+    let (out, stdout, err) = run(atelier(home.path(), &models)
+        .arg("critique")
+        .arg(&good)
+        .args([
+            "--brand",
+            "solstice",
+            "--brief",
+            "a warm autumn post",
+            "--json",
+        ])
+        .args(["--colour", "crema", "--colour", "#D9480F"]));
+    assert!(out.status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "technical",
+        "requested_colours",
+        "brand_palette",
+        "forbidden_colours",
+        "safety",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let check = |r: &serde_json::Value, name: &str| {
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(check(&report, "brand_palette")["passed"], true, "{report}");
+    assert_eq!(
+        check(&report, "requested_colours")["passed"],
+        true,
+        "{report}"
+    );
+
+    // Off brand: a pure green image asked to show Ember fails with a fix, and --fail exits 1.
+    let green = image::RgbImage::from_pixel(128, 128, image::Rgb([20, 200, 40]));
+    let bad = dir.path().join("bad.png");
+    green.save(&bad).unwrap();
+    let (out, stdout, _) = run(atelier(home.path(), &models)
+        .arg("critique")
+        .arg(&bad)
+        .args(["--brand", "solstice", "--colour", "ember", "--fail"]));
+    assert!(!out.status.success());
+    assert!(stdout.starts_with("FAIL"), "{stdout}");
+    assert!(stdout.contains("fix:"), "{stdout}");
+
+    // Unknown colour and brand name what is allowed.
+    let (out, _, err) = run(atelier(home.path(), &models)
+        .arg("critique")
+        .arg(&good)
+        .args(["--brand", "solstice", "--colour", "glitter"]));
+    assert!(!out.status.success());
+    assert!(err.contains("glitter") && err.contains("Crema"), "{err}");
+    let (out, _, err) = run(atelier(home.path(), &models)
+        .arg("critique")
+        .arg(&good)
+        .args(["--brand", "nope"]));
+    assert!(!out.status.success());
+    assert!(err.contains("known: solstice"), "{err}");
+
+    // Garbage: a corrupt PNG, a file that is not an image, an image over 40 megapixels.
+    let corrupt = dir.path().join("corrupt.png");
+    let mut bytes = std::fs::read(&good).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let text = dir.path().join("notes.png");
+    std::fs::write(&text, "not an image").unwrap();
+    let huge = dir.path().join("huge.png");
+    image::GrayImage::new(8000, 6250).save(&huge).unwrap();
+    for (path, expect) in [
+        (&corrupt, "corrupt or truncated"),
+        (&text, "not a PNG or JPEG"),
+        (&huge, "50.0 megapixels"),
+    ] {
+        let (out, _, err) = run(atelier(home.path(), &models).arg("critique").arg(path));
+        assert!(!out.status.success(), "{}", path.display());
+        assert!(err.contains(expect), "{}: {err}", path.display());
+    }
+}

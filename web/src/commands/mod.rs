@@ -7,6 +7,7 @@ mod bench_ws;
 mod brands;
 mod brief;
 mod chat;
+mod critique;
 mod generate;
 mod models;
 mod serve;
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config => show_config(&settings),
         Command::Brief(args) => brief::run(&settings, args).await,
         Command::Serve(args) => serve::run(&settings, args).await,
+        Command::Critique(args) => critique::run(&settings, args).await,
         Command::Generate(args) => generate::run(&settings, args).await,
         Command::Train(TrainCommand::Tiny(args)) => train::tiny(&settings, args).await,
         Command::Train(TrainCommand::TinyEval(args)) => train::tiny_eval(&settings, args).await,
