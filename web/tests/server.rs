@@ -675,3 +675,31 @@ async fn shutdown_tells_clients_and_lets_the_running_brief_finish() {
     // New work is refused with 503 while shutting down; after it, nothing listens.
     assert!(http().get(server.url("/healthz")).send().await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_waiting_for_its_user_does_not_hold_up_the_others() {
+    // One model call at a time, and the first session sits on its question.
+    let config = atelier_web::server::ServerConfig {
+        max_running: 1,
+        ..server_config()
+    };
+    let server =
+        TestServer::start(Arc::new(scripted(Duration::ZERO)), agent_config(), config).await;
+    let waiting = server.create_session(json!({"brand": "solstice"})).await;
+    let mut a = server.ws(&waiting, 0).await;
+    a.send(json!({"type": "message", "text": "something for the summer"}))
+        .await;
+    a.until("question").await;
+    let other = server.create_session(json!({"brand": "solstice"})).await;
+    let mut b = server.ws(&other, 0).await;
+    b.send(
+        json!({"type": "message", "text": "A warm autumn post: a sun rising over a coffee cup"}),
+    )
+    .await;
+    b.until("final").await;
+    // The first one still gets its answer through.
+    a.send(json!({"type": "answer", "text": "a coffee cup"}))
+        .await;
+    a.until("final").await;
+    server.stop().await;
+}

@@ -29,7 +29,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Sessions held at most; more get 429 with Retry-After.
     pub max_sessions: usize,
-    /// Briefs worked on at once; later ones wait their turn (state `queued`).
+    /// Model calls (LLM decisions, image generations) at once, over all sessions and
+    /// endpoints; later ones wait. A session waiting for its user holds none.
     pub max_running: usize,
     /// A session with no connection and nothing running is forgotten after this long.
     pub session_ttl_seconds: u64,

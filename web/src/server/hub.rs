@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use atelier_agent::{Agent, AgentEvent, Phase, SessionIo, UserInput};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::Services;
@@ -36,8 +36,6 @@ pub struct Hub {
     pub config: Arc<ServerConfig>,
     sessions: Mutex<HashMap<String, Arc<ChatSession>>>,
     connections: AtomicUsize,
-    /// Briefs worked on at once (agent runs, chat completions and image requests).
-    pub workers: Arc<Semaphore>,
     running: AtomicUsize,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
@@ -61,13 +59,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Hub {
     pub fn new(services: Arc<Services>, config: ServerConfig) -> Arc<Self> {
-        let workers = Arc::new(Semaphore::new(config.max_running));
         Arc::new(Hub {
             services,
             config: Arc::new(config),
             sessions: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
-            workers,
             running: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             abort: CancellationToken::new(),
@@ -82,7 +78,7 @@ impl Hub {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// Briefs running now (including those queued for a worker).
+    /// Briefs running now (including those waiting for an answer or for the models).
     pub fn running_count(&self) -> usize {
         self.running.load(Ordering::Relaxed)
     }
@@ -144,7 +140,7 @@ impl Hub {
     }
 
     /// Start working on `text` in `session`: checks the brief and the brand, records the user's
-    /// message, and runs the agent in the background (after a worker is free).
+    /// message, and runs the agent in the background.
     pub async fn submit(
         self: &Arc<Self>,
         session: &Arc<ChatSession>,
@@ -213,21 +209,6 @@ impl Hub {
         mut events: mpsc::Receiver<AgentEvent>,
     ) {
         let cancel = io.cancel.clone();
-        let permit = match self.workers.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => {
-                chat.set_phase("queued", "waiting for a free worker");
-                tokio::select! {
-                    p = self.workers.clone().acquire_owned() => p.ok(),
-                    () = cancel.cancelled() => None,
-                    () = self.abort.cancelled() => None,
-                }
-            }
-        };
-        if permit.is_none() {
-            chat.finish_run("cancelled", "cancelled before it started");
-            return;
-        }
         // Stop the run when the shutdown grace is over.
         let abort = self.abort.clone();
         let stop = cancel.clone();
@@ -259,7 +240,6 @@ impl Hub {
         drop(io);
         let _ = forward.await;
         watchdog.abort();
-        drop(permit);
         let (phase, detail) = match (&result, session.phase) {
             (Err(e), _) => {
                 chat.publish(ServerBody::Error {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod hub;
 pub mod openai;
 pub mod protocol;
+pub mod throttle;
 pub mod ui;
 pub mod ws;
 
@@ -63,11 +64,15 @@ impl Services {
     /// The backends the settings choose: the chat model, atelier-tiny, the embedder and brand
     /// store, and the artifact directory under the data directory.
     pub async fn load(settings: &Settings) -> anyhow::Result<Self> {
+        let permits = Arc::new(tokio::sync::Semaphore::new(settings.server.max_running));
         let llm = crate::commands::chat_model(settings, None, settings.llm.parallel).await?;
         let llm_name = llm.name().to_string();
-        let generator: Arc<dyn ImageGenerator> = Arc::new(
+        let llm: Arc<dyn atelier_inference::llm::ChatModel> =
+            Arc::new(throttle::Throttled::new(llm, permits.clone()));
+        let tiny: Arc<dyn ImageGenerator> = Arc::new(
             crate::commands::tiny_generator(settings, &settings.server.image_model, None).await?,
         );
+        let generator: Arc<dyn ImageGenerator> = Arc::new(throttle::Throttled::new(tiny, permits));
         let embedder = crate::commands::embedder(settings).await?;
         let store = crate::commands::brand_store(settings, embedder.dimensions()).await?;
         let brands = Some(Ingestor::new(store, embedder));

@@ -93,19 +93,6 @@ struct ImagesRequest {
     negative_prompt: Option<String>,
 }
 
-/// Wait for a worker, at most the request timeout.
-async fn worker(hub: &Hub) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    let wait = Duration::from_secs(hub.config.request_timeout_seconds);
-    match tokio::time::timeout(wait, hub.workers.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => Ok(permit),
-        Ok(Err(_)) => Err(ApiError::shutting_down()),
-        Err(_) => Err(ApiError::capacity(
-            format!("no worker was free within {} s", wait.as_secs()),
-            30,
-        )),
-    }
-}
-
 /// `POST /v1/images/generations`.
 pub async fn images(
     State(hub): Shared,
@@ -180,7 +167,6 @@ pub async fn images(
     let cancel = request.cancel.clone();
     // A client that goes away stops the generation.
     let _stop = cancel.clone().drop_guard();
-    let _permit = worker(&hub).await?;
     let timeout = Duration::from_secs(hub.config.request_timeout_seconds);
     let generation = match tokio::time::timeout(timeout, generator.generate(request, None)).await {
         Ok(Ok(g)) => g,
@@ -358,13 +344,6 @@ async fn drive(
     out: mpsc::Sender<Piece>,
 ) {
     let fail = |m: String| Piece::Failed(m);
-    let permit = match worker(&hub).await {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = out.send(fail(e.message)).await;
-            return;
-        }
-    };
     let agent = hub.services.agent.clone();
     let mut session = match agent.start(&hub.services.tenant, &brief, brand).await {
         Ok(s) => s,
@@ -432,7 +411,6 @@ async fn drive(
     if let Ok(Err(e)) = run.await {
         let _ = out.send(fail(e)).await;
     }
-    drop(permit);
 }
 
 fn final_text(message: &str, alt_text: &str, images: &[ImageOut]) -> String {

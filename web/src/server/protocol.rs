@@ -64,7 +64,8 @@ pub struct ServerMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionState {
     pub session_id: String,
-    /// `idle` (waiting for a brief), `queued` (waiting for a free worker), or the agent's phase.
+    /// `idle` (waiting for a brief), the agent's phase, or how the last brief ended (`done`,
+    /// `failed`, `cancelled`).
     pub phase: String,
     pub detail: String,
     /// A brief is being worked on.

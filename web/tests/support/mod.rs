@@ -13,6 +13,7 @@ use atelier_agent::testing::ScriptedModel;
 use atelier_agent::{Agent, AgentConfig, DirImageStore, MemorySessionStore, Toolbox};
 use atelier_inference::diffusion::ImageGenerator;
 use atelier_inference::llm::{ChatModel, ChatRequest};
+use atelier_web::server::throttle::Throttled;
 use atelier_web::server::{ARTIFACTS, ServerConfig, Services, serve};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -101,6 +102,10 @@ impl TestServer {
         config: ServerConfig,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // As in production: model calls share `max_running` permits.
+        let permits = Arc::new(tokio::sync::Semaphore::new(config.max_running));
+        let llm: Arc<dyn ChatModel> = Arc::new(Throttled::new(llm, permits.clone()));
+        let generator: Arc<dyn ImageGenerator> = Arc::new(Throttled::new(generator, permits));
         let images = Arc::new(
             DirImageStore::new(dir.path().join("artifacts"))
                 .unwrap()
