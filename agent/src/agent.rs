@@ -164,25 +164,34 @@ impl Agent {
                 reason: format!("{chars} characters; at most {MAX_BRIEF_CHARS}"),
             });
         }
-        if let (Some(b), Some(ing)) = (&brand, &self.tools.brands) {
-            let known = ing.store().brands(tenant).await?;
-            if !known.contains(b) {
-                return Err(Error::InvalidRequest {
-                    field: "brand",
-                    reason: format!(
-                        "no brand `{b}` for tenant `{tenant}`; known: {}",
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                });
-            }
+        if let Some(b) = &brand {
+            self.check_brand(tenant, b).await?;
         }
         let session = Session::new(uuid::Uuid::new_v4().to_string(), tenant, brief, brand);
         self.sessions.save(&session).await?;
         Ok(session)
+    }
+
+    /// Check that `tenant` has `brand` (always true when the agent runs without brands).
+    pub async fn check_brand(&self, tenant: &str, brand: &str) -> Result<()> {
+        let Some(ing) = &self.tools.brands else {
+            return Ok(());
+        };
+        let known = ing.store().brands(tenant).await?;
+        if known.iter().any(|k| k == brand) {
+            return Ok(());
+        }
+        Err(Error::InvalidRequest {
+            field: "brand",
+            reason: format!(
+                "no brand `{brand}` for tenant `{tenant}`; known: {}",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        })
     }
 
     /// A stored session, to resume after a restart.

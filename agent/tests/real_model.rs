@@ -6,43 +6,15 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atelier_agent::{
     Agent, AgentConfig, AgentEvent, DirImageStore, MemorySessionStore, Phase, SessionIo, Toolbox,
     UserInput,
 };
-use atelier_inference::llm::{ChatModel, LlamaChatModel, LlamaConfig};
-use atelier_inference::models::Catalog;
 use atelier_tools::brand::{BrandKit, BrandStore, EdgeStore, Ingestor};
-use common::{assert_well_formed, brands, embedder, kinds, models_dir, tiny};
-
-const MODEL: &str = "qwen2.5-coder-0.5b-instruct";
-
-fn llm() -> Arc<dyn ChatModel> {
-    static M: OnceLock<Arc<LlamaChatModel>> = OnceLock::new();
-    M.get_or_init(|| {
-        let card = Catalog::builtin().unwrap().get(MODEL).unwrap().clone();
-        let path = card.installed_path(&models_dir()).unwrap_or_else(|e| {
-            panic!("{e}\nrun `atelier models pull {MODEL}` (scripts/test.sh does this)")
-        });
-        Arc::new(
-            LlamaChatModel::load(LlamaConfig {
-                model_path: path,
-                name: MODEL.into(),
-                context_size: 4096,
-                parallel: 1,
-                threads: 2,
-                threads_batch: 2,
-                batch_size: 512,
-                gpu_layers: 0,
-            })
-            .unwrap(),
-        )
-    })
-    .clone()
-}
+use common::{assert_well_formed, brands, embedder, kinds, llm, tiny};
 
 /// The tests share one llama.cpp context; they take turns so budgets measure one session.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -5,38 +5,16 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use atelier_inference::llm::{LlamaChatModel, LlamaConfig};
-use atelier_inference::models::Catalog;
 use serde_json::json;
-use support::common::models_dir;
 use support::{TestServer, http, server_config};
-
-const MODEL: &str = "qwen2.5-coder-0.5b-instruct";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vague_brief_over_websocket_on_the_real_model_ends_in_images() {
-    let card = Catalog::builtin().unwrap().get(MODEL).unwrap().clone();
-    let path = card.installed_path(&models_dir()).unwrap_or_else(|e| {
-        panic!("{e}\nrun `atelier models pull {MODEL}` (scripts/test.sh does this)")
-    });
-    let llm = tokio::task::spawn_blocking(move || {
-        LlamaChatModel::load(LlamaConfig {
-            model_path: path,
-            name: MODEL.into(),
-            context_size: 4096,
-            parallel: 1,
-            threads: 2,
-            threads_batch: 2,
-            batch_size: 512,
-            gpu_layers: 0,
-        })
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let llm = tokio::task::spawn_blocking(support::common::llm)
+        .await
+        .unwrap();
     let agent = atelier_agent::AgentConfig {
         width: 64,
         height: 64,
@@ -47,7 +25,7 @@ async fn a_vague_brief_over_websocket_on_the_real_model_ends_in_images() {
         time_budget: Duration::from_secs(240),
         ..atelier_agent::AgentConfig::default()
     };
-    let server = TestServer::start(Arc::new(llm), agent, server_config()).await;
+    let server = TestServer::start(llm, agent, server_config()).await;
     let id = server.create_session(json!({"brand": "solstice"})).await;
     let mut c = server.ws(&id, 0).await;
     c.send(json!({"type": "message", "text": "make something for the summer"}))

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use atelier_agent::{AgentEvent, allowed_tools};
 use atelier_inference::diffusion::tiny::TinyGenerator;
 use atelier_inference::embed::{Embedder, MiniLmEmbedder};
+use atelier_inference::llm::{ChatModel, LlamaChatModel, LlamaConfig};
 use atelier_inference::models::Catalog;
 use atelier_tools::brand::{BrandKit, BrandStore, EdgeStore, Ingestor};
 
@@ -38,6 +39,34 @@ pub fn embedder() -> Arc<dyn Embedder> {
             panic!("{e}\nrun `atelier models pull all-minilm-l6-v2` (scripts/test.sh does this)")
         });
         Arc::new(MiniLmEmbedder::load(path.parent().unwrap()).unwrap())
+    })
+    .clone()
+}
+
+/// The default chat model, Qwen2.5-Coder-0.5B in llama.cpp (2 threads, one worker), loaded once
+/// per test binary.
+pub const MODEL: &str = "qwen2.5-coder-0.5b-instruct";
+
+pub fn llm() -> Arc<dyn ChatModel> {
+    static M: OnceLock<Arc<LlamaChatModel>> = OnceLock::new();
+    M.get_or_init(|| {
+        let card = Catalog::builtin().unwrap().get(MODEL).unwrap().clone();
+        let path = card.installed_path(&models_dir()).unwrap_or_else(|e| {
+            panic!("{e}\nrun `atelier models pull {MODEL}` (scripts/test.sh does this)")
+        });
+        Arc::new(
+            LlamaChatModel::load(LlamaConfig {
+                model_path: path,
+                name: MODEL.into(),
+                context_size: 4096,
+                parallel: 1,
+                threads: 2,
+                threads_batch: 2,
+                batch_size: 512,
+                gpu_layers: 0,
+            })
+            .unwrap(),
+        )
     })
     .clone()
 }

@@ -35,59 +35,16 @@ fn rss_kb(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS in /proc/PID/status")
 }
 
-async fn http_post(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    request(addr, &format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}")).await
-}
-
-/// One HTTP/1.1 exchange on a fresh connection; the status and the whole answer (headers and
-/// a `Content-Length` body; the connection may stay open).
-async fn request(addr: &str, raw: &str) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(raw.as_bytes()).await?;
-    let mut answer = Vec::new();
-    let read = async {
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = s.read(&mut buf).await?;
-            answer.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&answer);
-            if let Some(end) = text.find("\r\n\r\n") {
-                let length = text[..end]
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse::<usize>().ok())?
-                    })
-                    .unwrap_or(0);
-                if answer.len() >= end + 4 + length {
-                    return Ok::<_, std::io::Error>(());
-                }
-            }
-            if n == 0 {
-                return Ok(());
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), read)
-        .await
-        .context("no HTTP answer within 30 s")??;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no HTTP status")?;
-    Ok((status, answer))
-}
-
-async fn new_session(addr: &str) -> anyhow::Result<String> {
-    let (status, body) = http_post(addr, "/v1/sessions").await?;
+async fn new_session(http: &reqwest::Client, addr: &str) -> anyhow::Result<String> {
+    let r = http
+        .post(format!("http://{addr}/v1/sessions"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await?;
+    let status = r.status();
+    let body: serde_json::Value = r.json().await?;
     anyhow::ensure!(status == 201, "POST /v1/sessions answered {status}: {body}");
-    let json = body.split("\r\n\r\n").nth(1).unwrap_or("");
-    let v: serde_json::Value = serde_json::from_str(json)?;
-    v["id"]
+    body["id"]
         .as_str()
         .map(str::to_string)
         .context("no session id")
@@ -199,10 +156,13 @@ pub async fn run(args: BenchWsArgs) -> anyhow::Result<()> {
     .context("the server did not start within 600 s")??;
     eprintln!("server pid {pid} on {addr}");
 
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
     // Reference: pings with no idle sessions.
     let mut active = Vec::new();
     for _ in 0..args.active {
-        let s = new_session(&addr).await?;
+        let s = new_session(&http, &addr).await?;
         active.push(connect(&addr, &s).await?);
     }
     let (quiet, active) = ping_load(active, args.rate, args.seconds).await?;
@@ -212,9 +172,9 @@ pub async fn run(args: BenchWsArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let idle: Vec<Ws> = futures::stream::iter(0..args.sessions)
         .map(|_| {
-            let addr = addr.clone();
+            let (addr, http) = (addr.clone(), http.clone());
             async move {
-                let s = new_session(&addr).await?;
+                let s = new_session(&http, &addr).await?;
                 connect(&addr, &s).await
             }
         })
@@ -230,19 +190,21 @@ pub async fn run(args: BenchWsArgs) -> anyhow::Result<()> {
     let rss_after = rss_kb(pid)?;
 
     // One past capacity.
-    let session = new_session(&addr).await?;
-    let (status, answer) = request(
-        &addr,
-        &format!(
-            "GET /v1/sessions/{session}/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        ),
-    )
-    .await?;
-    let retry_after = answer.lines().find_map(|l| {
-        l.to_ascii_lowercase()
-            .strip_prefix("retry-after:")
-            .map(|v| v.trim().to_string())
-    });
+    let session = new_session(&http, &addr).await?;
+    let past = http
+        .get(format!("http://{addr}/v1/sessions/{session}/ws"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await?;
+    let status = past.status().as_u16();
+    let retry_after = past
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     drop(idle);
     drop(active);
     let _ = child.start_kill();

@@ -99,25 +99,17 @@ pub async fn create_session(State(hub): Shared, body: Bytes) -> Result<Response,
         .brand
         .map(|b| b.trim().to_string())
         .filter(|b| !b.is_empty());
-    if let (Some(b), Some(ing)) = (&brand, &hub.services.brands) {
-        let known = ing
-            .store()
-            .brands(&hub.services.tenant)
+    if let Some(b) = &brand {
+        hub.services
+            .agent
+            .check_brand(&hub.services.tenant, b)
             .await
-            .map_err(|e| ApiError::internal(format!("the brand store failed: {e}")))?;
-        if !known.contains(b) {
-            return Err(ApiError::invalid(
-                "brand",
-                format!(
-                    "no brand `{b}`; known: {}",
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            ));
-        }
+            .map_err(|e| match e {
+                atelier_agent::Error::InvalidRequest { field, reason } => {
+                    ApiError::invalid(field, reason)
+                }
+                other => ApiError::internal(format!("the brand store failed: {other}")),
+            })?;
     }
     let session = hub.create(brand.clone())?;
     if let Some(brief) = request.brief {
