@@ -228,12 +228,13 @@ impl Client {
         self.ws.send(m).await.unwrap();
     }
 
-    /// The next message (60 s at most); `None` when the server closed the connection.
+    /// The next message (180 s at most: with 100 sessions sharing a few model slots a session
+    /// can wait that long for its turn); `None` when the server closed the connection.
     pub async fn next(&mut self) -> Option<Value> {
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(60), self.ws.next())
+            let frame = tokio::time::timeout(Duration::from_secs(180), self.ws.next())
                 .await
-                .expect("no message within 60 s")?;
+                .expect("no message within 180 s")?;
             match frame {
                 Ok(Message::Text(t)) => {
                     let v: Value = serde_json::from_str(&t).unwrap();
