@@ -16,3 +16,8 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 # Two test threads for two cores; each llama.cpp worker uses one thread.
 cargo test --locked --workspace -- --test-threads=2
+# The evaluation harness's smoke suite on the embedded default models, gated against the
+# checked-in baseline: non-zero when a rate drops by more than 0.05 or a time more than doubles.
+# The report is runs/eval-smoke/report.html (docs/evals.md).
+"$CARGO_TARGET_DIR/debug/atelier" eval run smoke --out runs/eval-smoke \
+  --baseline evals/baselines/smoke --threshold time=1.0

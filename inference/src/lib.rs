@@ -5,6 +5,7 @@
 //! - [`embed`]: the [`embed::Embedder`] trait with the candle MiniLM backend;
 //! - [`diffusion`]: the [`diffusion::ImageGenerator`] trait and Atelier's own offline model;
 //! - [`vision`]: image analysis for critique (dominant colours, CIEDE2000, technical quality);
+//! - [`plot`]: charts with the bundled font (PNG loss curves; the eval report draws SVG);
 //! - [`models`]: model cards and the [`models::Fetcher`] that fills the model cache from
 //!   registry packages or the Hugging Face Hub.
 //!
@@ -21,7 +22,7 @@ pub mod embed;
 pub mod error;
 pub mod llm;
 pub mod models;
-mod plot;
+pub mod plot;
 pub mod vision;
 
 pub use error::{Error, Result};

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 /// DejaVu Sans (Bitstream Vera licence, see `assets/fonts/DejaVuSans.LICENSE`).
 pub const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
-fn register_font() {
+/// Register the bundled font as `sans-serif` for every chart (once per process).
+pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {

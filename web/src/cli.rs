@@ -46,6 +46,77 @@ pub enum Command {
     /// Check an image against a brief and a brand: technical quality, requested and brand
     /// colours (CIEDE2000), forbidden colours and content; each check with a score and a fix.
     Critique(CritiqueArgs),
+    /// Evaluation harness: run a suite of briefs through the agent, score it, write an HTML
+    /// report; compare with a baseline run (exits non-zero on a regression).
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Run a suite (a name in evals/suites/ or a .toml path) and write results.json and
+    /// report.html.
+    Run(EvalRunArgs),
+    /// Write report.html again from a run directory's results.json.
+    Report {
+        /// The run directory.
+        dir: PathBuf,
+        /// Compare with this baseline run directory (or results.json).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Regression thresholds NAME=VALUE (see `eval run --help`).
+        #[arg(long = "threshold", value_name = "NAME=VALUE")]
+        thresholds: Vec<String>,
+    },
+    /// Compare a run with a baseline run; exits non-zero when a metric regressed.
+    Compare {
+        /// The run directory (or its results.json).
+        run: PathBuf,
+        /// The baseline run directory (or its results.json).
+        baseline: PathBuf,
+        /// Regression thresholds NAME=VALUE (see `eval run --help`).
+        #[arg(long = "threshold", value_name = "NAME=VALUE")]
+        thresholds: Vec<String>,
+        /// The comparison as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EvalRunArgs {
+    /// Suite name (evals/suites/NAME.toml) or path.
+    pub suite: String,
+    /// Chat model name or alias (default: llm.model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Image model (`atelier models list`).
+    #[arg(long, default_value = "atelier-tiny")]
+    pub image_model: String,
+    /// Run the cases against this running server (http://HOST:PORT) over the WebSocket chat
+    /// protocol instead of in process; the suite's brands must be ingested there.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["model"])]
+    pub server: Option<String>,
+    /// The run directory (default: runs/eval/SUITE-YYYYmmdd-HHMMSS).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Compare with this baseline run directory (or results.json) and exit non-zero on a
+    /// regression.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Regression thresholds: NAME=VALUE for one metric (`decision.f1=0.1`) or a kind
+    /// (`rate=0.05` absolute drop, `time=0.5` and `cost=0.25` relative rise).
+    #[arg(long = "threshold", value_name = "NAME=VALUE")]
+    pub thresholds: Vec<String>,
+    /// Run only the first N cases (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Wall-time limit of one case, in seconds (1..=3600).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub case_timeout: u64,
+    /// Price of an hour of model compute for the cost estimate, in US dollars.
+    #[arg(long, default_value_t = 0.10)]
+    pub compute_usd_per_hour: f64,
 }
 
 #[derive(Debug, Args)]
@@ -339,9 +410,9 @@ pub struct BenchAgentArgs {
         default_value = "smollm2,qwen0.5b,qwen1.5b"
     )]
     pub models: Vec<String>,
-    /// Labelled briefs.
-    #[arg(long, default_value = "examples/briefs/decisions.toml")]
-    pub briefs: PathBuf,
+    /// Eval suite whose cases carry an `asks` label (name in evals/suites/ or path).
+    #[arg(long, default_value = "standard")]
+    pub suite: String,
     /// Only the first N briefs (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,

@@ -608,3 +608,92 @@ fn critique_reports_each_check_and_refuses_unreadable_images_clearly() {
         assert!(err.contains(expect), "{}: {err}", path.display());
     }
 }
+
+#[test]
+fn eval_compare_and_report_gate_on_a_planted_regression() {
+    let home = tempfile::tempdir().unwrap();
+    let baseline = repo().join("evals/baselines/smoke");
+    // Plant a regression in a copy of the baseline: fewer sessions completed.
+    let planted = home.path().join("planted");
+    std::fs::create_dir_all(&planted).unwrap();
+    let mut results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(baseline.join("results.json")).unwrap())
+            .unwrap();
+    let completed = results["summary"]["completed"]["mean"].as_f64().unwrap();
+    results["summary"]["completed"]["mean"] = serde_json::json!(completed - 0.25);
+    std::fs::write(
+        planted.join("results.json"),
+        serde_json::to_string(&results).unwrap(),
+    )
+    .unwrap();
+
+    let models = models_dir();
+    let compare = |dir: &Path, extra: &[&str]| {
+        let mut cmd = atelier(home.path(), &models);
+        cmd.args(["eval", "compare"])
+            .arg(dir)
+            .arg(&baseline)
+            .args(extra);
+        run(&mut cmd)
+    };
+    let (out, stdout, stderr) = compare(&planted, &[]);
+    assert!(!out.status.success(), "a regression must fail:\n{stdout}");
+    assert!(
+        stderr.contains("1 regression(s)") && stderr.contains("completed: fell from"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("REGRESSED"), "{stdout}");
+    // The baseline against itself passes; a loose threshold lets the planted run through.
+    let (out, stdout, stderr) = compare(&baseline, &[]);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("no regression"), "{stdout}");
+    let (out, _, stderr) = compare(&planted, &["--threshold", "completed=0.3"]);
+    assert!(out.status.success(), "{stderr}");
+    let (out, _, stderr) = compare(&planted, &["--threshold", "completed"]);
+    assert!(!out.status.success());
+    assert!(stderr.contains("NAME=VALUE"), "{stderr}");
+
+    // The report of the planted run names the regression too, and exits non-zero.
+    let (out, stdout, stderr) = run(atelier(home.path(), &models)
+        .args(["eval", "report"])
+        .arg(&planted)
+        .arg("--baseline")
+        .arg(&baseline));
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stderr.contains("completed"), "{stderr}");
+    let html = std::fs::read_to_string(planted.join("report.html")).unwrap();
+    assert!(
+        html.contains("1 regression(s) against the baseline"),
+        "report lacks the banner"
+    );
+
+    // Not a results file: a clear error naming it.
+    std::fs::write(home.path().join("bad.json"), "{}").unwrap();
+    let (out, _, stderr) = compare(&home.path().join("bad.json"), &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("bad.json") && stderr.contains("not an Atelier results file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn eval_run_refuses_a_bad_suite_before_loading_models() {
+    let home = tempfile::tempdir().unwrap();
+    let suite = home.path().join("bad.toml");
+    std::fs::write(
+        &suite,
+        "name = 'x'\n[[case]]\nid = 'a'\nbrief = 'b'\n[case.expect]\nchannel = 'tv'\n",
+    )
+    .unwrap();
+    let (out, _, stderr) = run(atelier(home.path(), home.path())
+        .args(["eval", "run"])
+        .arg(&suite));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("bad.toml")
+            && stderr.contains("expect.channel")
+            && stderr.contains("landscape"),
+        "{stderr}"
+    );
+}

@@ -703,3 +703,114 @@ async fn a_session_waiting_for_its_user_does_not_hold_up_the_others() {
     a.until("final").await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eval_harness_runs_a_suite_over_the_websocket_protocol() {
+    use atelier_evals::runner::{RunOptions, run_suite};
+    use atelier_evals::server::Server;
+
+    let server = server().await;
+    // The suite's kits: an example brand the server holds, and one it does not.
+    let kits = tempfile::tempdir().unwrap();
+    let examples = support::common::repo().join("examples/brands");
+    for (from, to) in [("solstice", "solstice"), ("voltline", "ghost")] {
+        copy_dir(&examples.join(from), &kits.path().join(to));
+    }
+    let suite = atelier_evals::Suite::parse(
+        r#"
+name = "over-ws"
+brands = "."
+
+[[case]]
+id = "clear"
+brief = "A warm autumn post: a sun rising over a coffee cup"
+brand = "solstice"
+[case.expect]
+asks = false
+palette = "brand"
+text = ["Autumn"]
+
+[[case]]
+id = "vague"
+brief = "something for the summer"
+brand = "solstice"
+answers = ["a coffee cup"]
+[case.expect]
+asks = true
+
+[[case]]
+id = "unknown-brand"
+brief = "A scooter."
+brand = "ghost"
+"#,
+        &kits.path().join("suite.toml"),
+    )
+    .unwrap();
+    let target = Server::connect(&server.url("")).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        out: out.path().to_path_buf(),
+        compute_usd_per_hour: 0.0,
+        case_timeout: Duration::from_secs(120),
+        clip: false,
+    };
+    let results = run_suite(&suite, &target, &options, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(results.setup.mode, "server");
+    assert!(
+        results.setup.image_model.contains("tiny"),
+        "{:?}",
+        results.setup
+    );
+
+    let [clear, vague, unknown] = &results.cases[..] else {
+        panic!("three cases expected")
+    };
+    assert_eq!(clear.status, "done", "{:?}", clear.error);
+    assert!(!clear.scores.asked);
+    assert!(!clear.images.is_empty() && !clear.delivered.is_empty());
+    for image in &clear.images {
+        assert!(
+            out.path().join(&image.file).is_file(),
+            "downloaded {}",
+            image.file
+        );
+        assert!(!image.checks.is_empty(), "critique checks recorded");
+    }
+    assert!(clear.scores.metrics["palette"].value.is_some());
+    // Over the protocol the plan is not visible: said, not guessed.
+    assert_eq!(clear.scores.metrics["headline"].value, None);
+    assert!(
+        clear.scores.metrics["headline"]
+            .note
+            .contains("not measured")
+    );
+    let steps: Vec<&str> = clear.steps.iter().map(|s| s.step.as_str()).collect();
+    assert!(steps.contains(&"tool:generate_image"), "{steps:?}");
+
+    assert_eq!(vague.status, "done", "{:?}", vague.error);
+    assert!(vague.scores.asked);
+    assert_eq!(vague.questions[0].answer.as_deref(), Some("a coffee cup"));
+
+    // The server does not know `ghost`: the refused session is recorded with the server's
+    // reason, and the run went on.
+    assert_eq!(unknown.status, "error");
+    let why = unknown.error.as_deref().unwrap_or_default();
+    assert!(why.contains("ghost") && why.contains("400"), "{why}");
+    let d = results.summary.decisions.as_ref().unwrap();
+    assert_eq!((d.tp, d.fn_, d.fp), (1, 0, 0));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -17,7 +17,6 @@ use atelier_inference::diffusion::{
 use atelier_inference::embed::Embedder;
 use atelier_tools::brand::{BrandKit, BrandStore, EdgeStore, Ingestor};
 use atelier_tools::retrieve::{RetrieveArgs, retrieve_brand_guidelines};
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::bench::{median, publish};
@@ -26,18 +25,27 @@ use crate::settings::Settings;
 
 use super::bench::percentile;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BriefFile {
-    brief: Vec<LabelledBrief>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A brief labelled with whether the agent should ask about it.
 struct LabelledBrief {
     text: String,
     brand: String,
     ask: bool,
+}
+
+/// The labelled, branded cases of an eval suite.
+fn labelled_briefs(suite: &str) -> anyhow::Result<Vec<LabelledBrief>> {
+    let suite = atelier_evals::Suite::load(suite)?;
+    Ok(suite
+        .cases
+        .into_iter()
+        .filter_map(|c| {
+            Some(LabelledBrief {
+                ask: c.expect.asks?,
+                brand: c.brand?,
+                text: c.brief,
+            })
+        })
+        .collect())
 }
 
 /// An embedded store under `dir` holding the example brands. The store flushes when its last
@@ -79,15 +87,15 @@ impl Row {
 }
 
 pub async fn decisions(settings: &Settings, args: BenchAgentArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.briefs)
-        .with_context(|| format!("reading {}", args.briefs.display()))?;
-    let file: BriefFile =
-        toml::from_str(&text).with_context(|| format!("parsing {}", args.briefs.display()))?;
-    let mut briefs = file.brief;
+    let mut briefs = labelled_briefs(&args.suite)?;
     if args.limit > 0 {
         briefs.truncate(args.limit);
     }
-    anyhow::ensure!(!briefs.is_empty(), "no briefs in {}", args.briefs.display());
+    anyhow::ensure!(
+        !briefs.is_empty(),
+        "suite `{}` has no case with a brand and an `asks` label",
+        args.suite
+    );
 
     // Declared first, dropped last: the store flushes into it when the ingestor goes.
     let store_dir = tempfile::tempdir()?;
@@ -189,12 +197,12 @@ pub async fn decisions(settings: &Settings, args: BenchAgentArgs) -> anyhow::Res
     }
 
     let mut table = format!(
-        "\n### Agent decisions per model ({}, {} briefs of `{}`, {} llama.cpp threads)\n\n\
+        "\n### Agent decisions per model ({}, {} briefs of suite `{}`, {} llama.cpp threads)\n\n\
          | model | ask F1 | precision | recall | accuracy | valid plans | s per decision (p50) |\n\
          |---|---|---|---|---|---|---|\n",
         chrono::Utc::now().format("%Y-%m-%d"),
         briefs.len(),
-        args.briefs.display(),
+        args.suite,
         args.threads
     );
     for row in &rows {

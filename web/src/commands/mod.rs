@@ -8,6 +8,7 @@ mod brands;
 mod brief;
 mod chat;
 mod critique;
+mod eval;
 mod generate;
 mod models;
 mod serve;
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Brief(args) => brief::run(&settings, args).await,
         Command::Serve(args) => serve::run(&settings, args).await,
         Command::Critique(args) => critique::run(&settings, args).await,
+        Command::Eval(command) => eval::run(&settings, command).await,
         Command::Generate(args) => generate::run(&settings, args).await,
         Command::Train(TrainCommand::Tiny(args)) => train::tiny(&settings, args).await,
         Command::Train(TrainCommand::TinyEval(args)) => train::tiny_eval(&settings, args).await,
