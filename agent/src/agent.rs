@@ -15,6 +15,7 @@ use atelier_inference::vision::colour::delta_e;
 use atelier_tools::brand::{Ingestor, KitSummary};
 use atelier_tools::critique::{CritiqueInput, RequestedColour, critique_image};
 use atelier_tools::generate::GenerateArgs;
+use atelier_tools::resize::{self, ResizeArgs};
 use atelier_tools::retrieve::{RetrieveArgs, retrieve_brand_guidelines};
 use base64::Engine;
 use serde_json::json;
@@ -27,7 +28,7 @@ use crate::decide::{
     Understanding, plan_schema, presentation_schema, refinement_schema, understanding_schema,
 };
 use crate::error::{Error, Result};
-use crate::event::{AgentEvent, UserInput};
+use crate::event::{AgentEvent, ImageRef, UserInput};
 use crate::images::{ImageStore, encode_png};
 use crate::session::{Candidate, Exchange, Outcome, Phase, Plan, Session, SessionStore};
 
@@ -37,6 +38,7 @@ pub enum Tool {
     RetrieveBrandGuidelines,
     GenerateImage,
     CritiqueImage,
+    Resize,
 }
 
 impl Tool {
@@ -46,6 +48,7 @@ impl Tool {
             Tool::RetrieveBrandGuidelines => "retrieve_brand_guidelines",
             Tool::GenerateImage => "generate_image",
             Tool::CritiqueImage => "critique_image",
+            Tool::Resize => "resize",
         }
     }
 }
@@ -58,6 +61,7 @@ pub fn allowed_tools(phase: Phase) -> &'static [Tool] {
         Phase::Retrieve => &[Tool::RetrieveBrandGuidelines],
         Phase::Generate => &[Tool::GenerateImage],
         Phase::Critique => &[Tool::CritiqueImage],
+        Phase::Present => &[Tool::Resize],
         _ => &[],
     }
 }
@@ -378,7 +382,17 @@ impl Agent {
         let schema = plan_schema(&names, &citations, self.config.max_variants);
         let (d, usage): (PlanDecision, _) =
             self.decider.decide("plan", context, schema, cancel).await?;
-        Ok((self.validate_plan(d, &names, &citations), usage))
+        let mut plan = self.validate_plan(d, &names, &citations);
+        // The channel comes from the user's own words, not the model's.
+        let mut words = s.brief.clone();
+        for e in &s.exchanges {
+            if let Some(a) = &e.answer {
+                words.push(' ');
+                words.push_str(a);
+            }
+        }
+        plan.channel = channel_of(&words).map(|p| p.name.to_string());
+        Ok((plan, usage))
     }
 
     // ---- transitions ----------------------------------------------------------------
@@ -649,6 +663,12 @@ impl Agent {
                 plan.guidelines_applied.join("; ")
             ));
         }
+        if let Some(p) = plan.channel.as_deref().and_then(resize::preset) {
+            text.push_str(&format!(
+                "; delivered at {} size {}×{}",
+                p.name, p.width, p.height
+            ));
+        }
         if let Some(h) = &plan.headline {
             s.assumptions.push(format!(
                 "the headline “{h}” is planned, but setting text on the image is not available yet"
@@ -684,6 +704,7 @@ impl Agent {
             steps: self.config.steps,
             guidance: self.config.guidance,
             headline: (!headline.is_empty()).then_some(headline),
+            channel: None,
             guidelines_applied: d
                 .guidelines_applied
                 .into_iter()
@@ -1096,6 +1117,7 @@ impl Agent {
                 images.push(c.image.clone());
             }
         }
+        let images = self.size_for_channel(s, io, images).await;
         let outcome = Outcome {
             message: p.message.trim().to_string(),
             alt_text: p.alt_text.trim().to_string(),
@@ -1118,6 +1140,138 @@ impl Agent {
         s.outcome = Some(outcome);
         Ok(Phase::Done)
     }
+
+    /// The delivered images at the plan's channel size: each one whose aspect ratio differs is
+    /// cropped around its subject and scaled (the `resize` tool). A failed resize delivers the
+    /// image as generated and says so.
+    async fn size_for_channel(
+        &self,
+        s: &mut Session,
+        io: &SessionIo,
+        images: Vec<ImageRef>,
+    ) -> Vec<ImageRef> {
+        let Some(preset) = s
+            .plan
+            .as_ref()
+            .and_then(|p| p.channel.as_deref())
+            .and_then(resize::preset)
+        else {
+            return images;
+        };
+        let wanted = f64::from(preset.width) / f64::from(preset.height);
+        let mut out = Vec::with_capacity(images.len());
+        for image in images {
+            let aspect = f64::from(image.width) / f64::from(image.height);
+            if (aspect / wanted - 1.0).abs() < 0.01 {
+                out.push(image);
+                continue;
+            }
+            let args = ResizeArgs {
+                preset: Some(preset.name.to_string()),
+                ..ResizeArgs::default()
+            };
+            let id = match self
+                .tool_call(
+                    s,
+                    io,
+                    Tool::Resize,
+                    json!({"image": image.id, "preset": preset.name, "mode": "crop"}),
+                )
+                .await
+            {
+                Ok(id) => id,
+                Err(_) => {
+                    out.push(image);
+                    continue;
+                }
+            };
+            let resized = async {
+                let pixels = self.tools.images.get(&image).await?;
+                let r = tokio::task::spawn_blocking(move || resize::resize(&pixels, &args))
+                    .await
+                    .map_err(|e| Error::Store(format!("the resize thread failed: {e}")))?
+                    .map_err(|e| Error::Store(e.to_string()))?;
+                let stored = self.tools.images.put(&r.image).await?;
+                Ok::<_, Error>((stored, r.summary))
+            }
+            .await;
+            match resized {
+                Ok((stored, summary)) => {
+                    self.tool_result(s, io, id, Tool::Resize, Ok(summary)).await;
+                    out.push(stored);
+                }
+                Err(e) => {
+                    self.tool_result(s, io, id, Tool::Resize, Err(e.to_string()))
+                        .await;
+                    s.assumptions.push(format!(
+                        "delivered at the generated size {}×{}: resizing to {} failed ({e})",
+                        image.width, image.height, preset.name
+                    ));
+                    out.push(image);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The channel preset a text names, by its words: stories and reels are tall, billboards and
+/// thumbnails wide, banners and headers landscape, posts square.
+pub fn channel_of(text: &str) -> Option<&'static resize::Preset> {
+    const RULES: &[(&str, &[&str])] = &[
+        (
+            "story",
+            &[
+                "story",
+                "stories",
+                "reel",
+                "reels",
+                "tiktok",
+                "vertical",
+                "portrait format",
+            ],
+        ),
+        (
+            "widescreen",
+            &[
+                "billboard",
+                "billboards",
+                "youtube",
+                "thumbnail",
+                "thumbnails",
+                "presentation",
+                "slide",
+                "widescreen",
+                "16:9",
+            ],
+        ),
+        (
+            "landscape",
+            &[
+                "banner",
+                "banners",
+                "header",
+                "headers",
+                "linkedin",
+                "link preview",
+                "landscape",
+                "cover image",
+                "hero image",
+            ],
+        ),
+        (
+            "square",
+            &["square", "instagram", "social post", "post", "posts", "1:1"],
+        ),
+    ];
+    RULES
+        .iter()
+        .find(|(_, words)| {
+            words
+                .iter()
+                .any(|w| atelier_tools::critique::mentions(text, w))
+        })
+        .and_then(|(name, _)| resize::preset(name))
 }
 
 /// Why a brief needs a question.
@@ -1321,6 +1475,17 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channels_come_from_the_users_words() {
+        let name = |t: &str| channel_of(t).map(|p| p.name);
+        assert_eq!(name("A web banner for the summer sale"), Some("landscape"));
+        assert_eq!(name("An Instagram story of a latte"), Some("story"));
+        assert_eq!(name("Billboard: a scooter on a road"), Some("widescreen"));
+        assert_eq!(name("A square social post"), Some("square"));
+        assert_eq!(name("A poster of a scooter"), None, "poster is not post");
+        assert_eq!(name("Make something nice"), None);
+    }
 
     fn read(subject: &str, contradiction: &str) -> Understanding {
         Understanding {

@@ -75,6 +75,10 @@ pub struct Plan {
     pub guidance: f32,
     /// Headline text for the layout, when the brief has one.
     pub headline: Option<String>,
+    /// The channel preset the delivered images are sized for (`square`, `landscape`, `story`,
+    /// `widescreen`), when the brief or the answers name one.
+    #[serde(default)]
+    pub channel: Option<String>,
     /// Citations (`document § section`) of the passages the plan applies.
     pub guidelines_applied: Vec<String>,
     pub rationale: String,

@@ -759,3 +759,71 @@ async fn an_over_long_answer_gets_a_clear_error_and_the_question_again() {
         AgentEvent::Error { message, fatal: false } if message.contains("`answer`") && message.contains("1000"))));
     assert_eq!(s.exchanges[0].answer.as_deref(), Some("a coffee cup"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_delivered_at_the_size_of_the_channel_the_brief_names() {
+    let llm = script(vec![], plan(&["Crema", "Ember"], 1));
+    let run = agent(llm, tiny(), config());
+    let mut s = run
+        .agent
+        .start(
+            "one",
+            "A web banner: a sun rising over a coffee cup",
+            Some("solstice".into()),
+        )
+        .await
+        .unwrap();
+    let events = drive(&run.agent, &mut s, vec![]).await;
+    assert_well_formed(&events);
+    assert_eq!(s.phase, Phase::Done, "{:?}", s.failure);
+    assert_eq!(
+        s.plan.as_ref().unwrap().channel.as_deref(),
+        Some("landscape")
+    );
+    // The generated 64² image was cropped and scaled in the present phase, by the tool.
+    let resize = events
+        .iter()
+        .find_map(|e| match e {
+            AgentEvent::ToolCall { tool, args, .. } if tool == "resize" => Some(args.clone()),
+            _ => None,
+        })
+        .expect("a resize call");
+    assert_eq!(resize["preset"], "landscape");
+    let generated: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Image { image, .. } => Some(image.id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(generated.contains(&resize["image"].as_str().unwrap().to_string()));
+    match events.last().unwrap() {
+        AgentEvent::Final { images, .. } => {
+            assert_eq!((images[0].width, images[0].height), (1200, 628));
+            assert!(std::path::Path::new(&images[0].uri).is_file());
+            assert!(
+                !generated.contains(&images[0].id),
+                "the resized image is new"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A square brief on a square model needs no resize.
+    let llm = script(vec![], plan(&["Crema", "Ember"], 1));
+    let run = agent(llm, tiny(), config());
+    let mut s = run
+        .agent
+        .start(
+            "one",
+            "A square post: a sun rising over a coffee cup",
+            Some("solstice".into()),
+        )
+        .await
+        .unwrap();
+    let events = drive(&run.agent, &mut s, vec![]).await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::ToolCall { tool, .. } if tool == "resize"))
+    );
+}

@@ -111,6 +111,13 @@ pub struct ImageRecord {
     pub passed: bool,
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// Made by a post-processing tool (e.g. resized for the channel) from a generated image,
+    /// so it has no prompt or checks of its own.
+    #[serde(default)]
+    pub post_processed: bool,
+    /// For a post-processed image: the generated image it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived_from: Option<String>,
 }
 
 /// How long one step took.

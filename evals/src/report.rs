@@ -242,10 +242,14 @@ fn case_view<'a>(r: &'a CaseRecord, run_dir: &Path) -> CaseView<'a> {
             Some(data_uri) => images.push(Thumb {
                 id: img.id.clone(),
                 data_uri,
-                caption: format!(
-                    "round {} · seed {} · score {:.2}",
-                    img.iteration, img.seed, img.score
-                ),
+                caption: if img.post_processed {
+                    format!("resized to {}×{} for the channel", img.width, img.height)
+                } else {
+                    format!(
+                        "round {} · seed {} · score {:.2}",
+                        img.iteration, img.seed, img.score
+                    )
+                },
                 passed: img.passed,
                 delivered: r.delivered.contains(&img.id),
                 checks: img

@@ -282,8 +282,22 @@ pub fn build_record(
     let mut assumptions = Vec::new();
     let mut citations = Vec::new();
     let mut critiques = HashMap::new();
+    let mut delivered_refs = Vec::new();
+    // Sources of the post-processing calls that succeeded, in order.
+    let mut calls: HashMap<u32, String> = HashMap::new();
+    let mut sources: Vec<String> = Vec::new();
     for e in &transcript.events {
         match &e.event {
+            AgentEvent::ToolCall { id, tool, args } if tool == "resize" => {
+                if let Some(src) = args["image"].as_str() {
+                    calls.insert(*id, src.to_string());
+                }
+            }
+            AgentEvent::ToolResult { id, ok: true, .. } => {
+                if let Some(src) = calls.remove(id) {
+                    sources.push(src);
+                }
+            }
             AgentEvent::Image {
                 image,
                 iteration,
@@ -302,6 +316,8 @@ pub fn build_record(
                 score: *score,
                 passed: *passed,
                 checks: Vec::new(),
+                post_processed: false,
+                derived_from: None,
             }),
             // The agent reports an image's checks before or after the image itself.
             AgentEvent::Critique {
@@ -321,6 +337,7 @@ pub fn build_record(
                 final_message = Some(message.clone());
                 alt_text = alt.clone();
                 delivered = finals.iter().map(|i| i.id.clone()).collect();
+                delivered_refs.clone_from(finals);
                 passed = Some(*p);
                 iterations = *n;
                 assumptions = a.clone();
@@ -332,6 +349,27 @@ pub fn build_record(
     for img in &mut images {
         if let Some(checks) = critiques.get(&img.id) {
             img.checks.clone_from(checks);
+        }
+    }
+    // Delivered images a post-processing tool made (resized for the channel), in the order
+    // the tool made them.
+    let mut sources = sources.into_iter();
+    for r in &delivered_refs {
+        if !images.iter().any(|i| i.id == r.id) {
+            images.push(ImageRecord {
+                id: r.id.clone(),
+                file: format!("{IMAGES_DIR}/{}.png", r.id),
+                width: r.width,
+                height: r.height,
+                iteration: iterations,
+                seed: 0,
+                prompt: String::new(),
+                score: 0.0,
+                passed: passed.unwrap_or(false),
+                checks: Vec::new(),
+                post_processed: true,
+                derived_from: sources.next(),
+            });
         }
     }
     if final_message.is_none() {

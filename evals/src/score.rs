@@ -141,7 +141,14 @@ pub fn score_case(record: &CaseRecord, ctx: ScoreContext<'_>) -> CaseScores {
 
     let prompts: Vec<&str> = record.images.iter().map(|i| i.prompt.as_str()).collect();
     let prompt = prompts.join("\n");
-    match &image {
+    // The technical check reads the image as generated: scaling it up for a channel would hide
+    // its faults (a tile grid grows past the periods the check looks for).
+    let generated = delivered
+        .and_then(|d| d.derived_from.as_ref())
+        .and_then(|src| record.images.iter().find(|i| &i.id == src))
+        .and_then(|i| image::open(ctx.run_dir.join(&i.file)).ok())
+        .map(|img| img.to_rgb8());
+    match generated.as_ref().or(image.as_ref()) {
         Some(img) => {
             let critique = critique_image(CritiqueInput {
                 image: img,
@@ -151,10 +158,14 @@ pub fn score_case(record: &CaseRecord, ctx: ScoreContext<'_>) -> CaseScores {
             });
             for name in ["technical", "safety"] {
                 if let Some(c) = critique.checks.iter().find(|c| c.name == name) {
-                    let note = if name == "safety" {
-                        format!("{} (prompt terms; no image classifier yet)", c.detail)
-                    } else {
-                        c.detail.clone()
+                    let note = match (name, generated.is_some()) {
+                        ("safety", _) => {
+                            format!("{} (prompt terms; no image classifier yet)", c.detail)
+                        }
+                        (_, true) => {
+                            format!("{} (the image as generated, before resizing)", c.detail)
+                        }
+                        _ => c.detail.clone(),
                     };
                     metrics.insert(
                         name.into(),

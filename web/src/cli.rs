@@ -46,10 +46,50 @@ pub enum Command {
     /// Check an image against a brief and a brand: technical quality, requested and brand
     /// colours (CIEDE2000), forbidden colours and content; each check with a score and a fix.
     Critique(CritiqueArgs),
+    /// Post-processing tools on an image file.
+    #[command(subcommand)]
+    Post(PostCommand),
     /// Evaluation harness: run a suite of briefs through the agent, score it, write an HTML
     /// report; compare with a baseline run (exits non-zero on a regression).
     #[command(subcommand)]
     Eval(EvalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PostCommand {
+    /// To a channel preset or a custom size: `crop` fills the frame and keeps the subject
+    /// (edge energy), `fit` shows the whole image on a background.
+    Resize(ResizeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResizeArgs {
+    /// The image (PNG or JPEG, at most 40 megapixels).
+    pub image: PathBuf,
+    /// square (1080×1080), landscape (1200×628), story (1080×1920) or widescreen (1920×1080).
+    #[arg(long, conflicts_with_all = ["width", "height"])]
+    pub preset: Option<String>,
+    /// Custom width in pixels (with --height).
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Custom height in pixels (with --width).
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// crop (fill the frame, keep the subject) or fit (whole image on a background).
+    #[arg(long, value_enum, default_value = "crop")]
+    pub mode: ResizeMode,
+    /// fit only: the colour around the image, #RRGGBB (default white).
+    #[arg(long)]
+    pub background: Option<String>,
+    /// Where to write the result (.png, .jpg or .jpeg).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ResizeMode {
+    Crop,
+    Fit,
 }
 
 #[derive(Debug, Subcommand)]

@@ -697,3 +697,97 @@ fn eval_run_refuses_a_bad_suite_before_loading_models() {
         "{stderr}"
     );
 }
+
+#[test]
+fn post_resize_crops_to_a_preset_around_the_subject_and_refuses_bad_input() {
+    let home = tempfile::tempdir().unwrap();
+    // A beige square with a detailed block on the left edge.
+    let img = image::RgbImage::from_fn(300, 300, |x, y| {
+        if x < 80 && (100..200).contains(&y) {
+            image::Rgb(if (x / 5 + y / 5) % 2 == 0 {
+                [20, 40, 90]
+            } else {
+                [230, 120, 30]
+            })
+        } else {
+            image::Rgb([240, 228, 204])
+        }
+    });
+    let input = home.path().join("in.png");
+    img.save(&input).unwrap();
+    let out = home.path().join("out/story.jpg");
+    let (status, stdout, stderr) = run(atelier(home.path(), home.path())
+        .args(["post", "resize"])
+        .arg(&input)
+        .args(["--preset", "story", "--out"])
+        .arg(&out));
+    assert!(status.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("cropped") && stdout.contains("1080×1920"),
+        "{stdout}"
+    );
+    let story = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(story.dimensions(), (1080, 1920));
+    // The left-edge subject is in the frame: its navy and orange survive the crop.
+    let dark = story
+        .pixels()
+        .filter(|p| p.0[2] > 60 && p.0[0] < 60)
+        .count();
+    assert!(
+        dark > 10_000,
+        "the subject was cropped away ({dark} navy pixels)"
+    );
+
+    let fitted = home.path().join("fit.png");
+    let (status, _, stderr) = run(atelier(home.path(), home.path())
+        .args(["post", "resize"])
+        .arg(&input)
+        .args([
+            "--width",
+            "600",
+            "--height",
+            "300",
+            "--mode",
+            "fit",
+            "--background",
+            "#1E3A5F",
+            "--out",
+        ])
+        .arg(&fitted));
+    assert!(status.status.success(), "{stderr}");
+    let fit = image::open(&fitted).unwrap().to_rgb8();
+    assert_eq!(fit.dimensions(), (600, 300));
+    assert_eq!(fit.get_pixel(5, 150).0, [0x1E, 0x3A, 0x5F]);
+
+    for (args, expected) in [
+        (vec!["--preset", "poster"], "presets: square"),
+        (vec!["--width", "100"], "height"),
+        (
+            vec![
+                "--preset",
+                "square",
+                "--mode",
+                "fit",
+                "--background",
+                "navy",
+            ],
+            "#RRGGBB",
+        ),
+    ] {
+        let (status, _, stderr) = run(atelier(home.path(), home.path())
+            .args(["post", "resize"])
+            .arg(&input)
+            .args(&args)
+            .arg("--out")
+            .arg(home.path().join("x.png")));
+        assert!(!status.status.success());
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let (status, _, stderr) = run(atelier(home.path(), home.path())
+        .args(["post", "resize"])
+        .arg(&input)
+        .args(["--preset", "square", "--out"])
+        .arg(home.path().join("x.gif")));
+    assert!(!status.status.success());
+    assert!(stderr.contains(".png, .jpg or .jpeg"), "{stderr}");
+}

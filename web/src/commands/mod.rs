@@ -11,6 +11,7 @@ mod critique;
 mod eval;
 mod generate;
 mod models;
+mod post;
 mod serve;
 mod train;
 
@@ -51,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&settings, args).await,
         Command::Critique(args) => critique::run(&settings, args).await,
         Command::Eval(command) => eval::run(&settings, command).await,
+        Command::Post(command) => post::run(command),
         Command::Generate(args) => generate::run(&settings, args).await,
         Command::Train(TrainCommand::Tiny(args)) => train::tiny(&settings, args).await,
         Command::Train(TrainCommand::TinyEval(args)) => train::tiny_eval(&settings, args).await,
