@@ -15,6 +15,7 @@ use atelier_inference::vision::colour::delta_e;
 use atelier_tools::brand::{Ingestor, KitSummary};
 use atelier_tools::critique::{CritiqueInput, RequestedColour, critique_image};
 use atelier_tools::generate::GenerateArgs;
+use atelier_tools::layout::{self, Assets, ComposeArgs};
 use atelier_tools::resize::{self, ResizeArgs};
 use atelier_tools::retrieve::{RetrieveArgs, retrieve_brand_guidelines};
 use base64::Engine;
@@ -39,6 +40,7 @@ pub enum Tool {
     GenerateImage,
     CritiqueImage,
     Resize,
+    ComposeLayout,
 }
 
 impl Tool {
@@ -49,6 +51,7 @@ impl Tool {
             Tool::GenerateImage => "generate_image",
             Tool::CritiqueImage => "critique_image",
             Tool::Resize => "resize",
+            Tool::ComposeLayout => "compose_layout",
         }
     }
 }
@@ -61,7 +64,7 @@ pub fn allowed_tools(phase: Phase) -> &'static [Tool] {
         Phase::Retrieve => &[Tool::RetrieveBrandGuidelines],
         Phase::Generate => &[Tool::GenerateImage],
         Phase::Critique => &[Tool::CritiqueImage],
-        Phase::Present => &[Tool::Resize],
+        Phase::Present => &[Tool::Resize, Tool::ComposeLayout, Tool::CritiqueImage],
         _ => &[],
     }
 }
@@ -670,9 +673,7 @@ impl Agent {
             ));
         }
         if let Some(h) = &plan.headline {
-            s.assumptions.push(format!(
-                "the headline “{h}” is planned, but setting text on the image is not available yet"
-            ));
+            text.push_str(&format!("; headline “{h}” set in the brand's layout"));
         }
         self.emit(io, AgentEvent::Message { text }).await;
         s.plan = Some(plan);
@@ -935,6 +936,8 @@ impl Agent {
                     prompt: &prompt,
                     requested: &requested,
                     kit: kit.as_ref(),
+                    target: None,
+                    layout: None,
                 })
             })
             .await
@@ -1117,7 +1120,10 @@ impl Agent {
                 images.push(c.image.clone());
             }
         }
-        let images = self.size_for_channel(s, io, images).await;
+        let images = match s.plan.as_ref().and_then(|p| p.headline.clone()) {
+            Some(headline) => self.compose_headline(s, io, images, &headline).await,
+            None => self.size_for_channel(s, io, images).await,
+        };
         let outcome = Outcome {
             message: p.message.trim().to_string(),
             alt_text: p.alt_text.trim().to_string(),
@@ -1139,6 +1145,163 @@ impl Agent {
         .await;
         s.outcome = Some(outcome);
         Ok(Phase::Done)
+    }
+
+    /// The plan's headline set on each delivered image in the brand's layout (`compose_layout`,
+    /// cropped to the channel's size first when the plan has one), then the finished design
+    /// critiqued on its pixels (layout, size, palette). Without a brand kit there is no layout
+    /// to follow: the images are sized for the channel and the final message says the headline
+    /// was not set. A failed composition delivers the sized image and says why.
+    async fn compose_headline(
+        &self,
+        s: &mut Session,
+        io: &SessionIo,
+        images: Vec<ImageRef>,
+        headline: &str,
+    ) -> Vec<ImageRef> {
+        let assets = match (&self.tools.brands, s.brand.clone(), s.kit.is_some()) {
+            (Some(ing), Some(brand), true) => match ing.assets(&s.tenant, &brand).await {
+                Ok(logos) => Some(Assets::stored(logos)),
+                Err(e) => {
+                    s.assumptions.push(format!(
+                        "the brand's logo could not be read ({e}); no logo placed"
+                    ));
+                    Some(Assets::stored(Vec::new()))
+                }
+            },
+            _ => None,
+        };
+        let (Some(assets), Some(kit)) = (assets, s.kit.clone()) else {
+            s.assumptions.push(format!(
+                "the headline “{headline}” was not set on the image: layouts follow a brand kit, and this brief has none"
+            ));
+            return self.size_for_channel(s, io, images).await;
+        };
+        let preset = s
+            .plan
+            .as_ref()
+            .and_then(|p| p.channel.as_deref())
+            .and_then(resize::preset);
+        let prompt = s.best().map(|b| b.prompt.clone()).unwrap_or_default();
+        let mut out = Vec::with_capacity(images.len());
+        for image in images {
+            let args = ComposeArgs {
+                headline: headline.to_string(),
+                preset: preset.map(|p| p.name.to_string()),
+                ..ComposeArgs::default()
+            };
+            let call = json!({
+                "image": image.id,
+                "headline": args.headline,
+                "template": args.template,
+                "preset": args.preset,
+            });
+            let Ok(id) = self.tool_call(s, io, Tool::ComposeLayout, call).await else {
+                out.push(image);
+                continue;
+            };
+            let composed = async {
+                let pixels = self.tools.images.get(&image).await?;
+                let (kit, assets) = (kit.clone(), assets.clone());
+                let c = tokio::task::spawn_blocking(move || {
+                    layout::compose(&pixels, &kit, &assets, &args)
+                })
+                .await
+                .map_err(|e| Error::Store(format!("the layout thread failed: {e}")))?
+                .map_err(|e| Error::Store(e.to_string()))?;
+                let stored = self.tools.images.put(&c.image).await?;
+                Ok::<_, Error>((stored, c))
+            }
+            .await;
+            match composed {
+                Ok((stored, c)) => {
+                    self.tool_result(s, io, id, Tool::ComposeLayout, Ok(c.summary.clone()))
+                        .await;
+                    self.critique_design(s, io, &stored, c, &kit, &prompt, preset)
+                        .await;
+                    out.push(stored);
+                }
+                Err(e) => {
+                    self.tool_result(s, io, id, Tool::ComposeLayout, Err(e.to_string()))
+                        .await;
+                    s.assumptions.push(format!(
+                        "the headline “{headline}” could not be set ({e}); delivered without it"
+                    ));
+                    let sized = self.size_for_channel(s, io, vec![image]).await;
+                    out.extend(sized);
+                }
+            }
+        }
+        out
+    }
+
+    /// The finished design's checks (its layout, its size for the channel, its colours), as a
+    /// `critique` event for the delivered image.
+    #[allow(clippy::too_many_arguments)]
+    async fn critique_design(
+        &self,
+        s: &mut Session,
+        io: &SessionIo,
+        image: &ImageRef,
+        composed: layout::Composed,
+        kit: &KitSummary,
+        prompt: &str,
+        preset: Option<&'static resize::Preset>,
+    ) {
+        let Ok(id) = self
+            .tool_call(
+                s,
+                io,
+                Tool::CritiqueImage,
+                json!({"image": image.id, "layout": true}),
+            )
+            .await
+        else {
+            return;
+        };
+        let (kit, prompt) = (kit.clone(), prompt.to_string());
+        let critique = tokio::task::spawn_blocking(move || {
+            critique_image(CritiqueInput {
+                image: &composed.image,
+                prompt: &prompt,
+                requested: &[],
+                kit: Some(&kit),
+                target: preset.map(|p| (p.width, p.height)),
+                layout: Some(&composed.report),
+            })
+        })
+        .await;
+        match critique {
+            Ok(c) => {
+                let summary = format!(
+                    "design score {:.2}, {}",
+                    c.score,
+                    if c.passed { "passed" } else { "failed" }
+                );
+                self.tool_result(s, io, id, Tool::CritiqueImage, Ok(summary))
+                    .await;
+                self.emit(
+                    io,
+                    AgentEvent::Critique {
+                        image_id: image.id.clone(),
+                        passed: c.passed,
+                        score: c.score,
+                        checks: c.checks,
+                    },
+                )
+                .await;
+            }
+            Err(e) => {
+                self.tool_result(
+                    s,
+                    io,
+                    id,
+                    Tool::CritiqueImage,
+                    Err(format!("critique thread: {e}")),
+                )
+                .await;
+            }
+        }
     }
 
     /// The delivered images at the plan's channel size: each one whose aspect ratio differs is

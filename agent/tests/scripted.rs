@@ -827,3 +827,111 @@ async fn images_are_delivered_at_the_size_of_the_channel_the_brief_names() {
             .any(|e| matches!(e, AgentEvent::ToolCall { tool, .. } if tool == "resize"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_headline_is_set_in_the_brands_layout_and_the_design_is_critiqued() {
+    let mut plan_json: serde_json::Value =
+        serde_json::from_str(&plan(&["Crema", "Ember"], 1)).unwrap();
+    plan_json["headline"] = json!("Slow mornings, bright cups");
+    let llm = script(vec![], plan_json.to_string());
+    let run = agent(llm, tiny(), config());
+    let mut s = run
+        .agent
+        .start(
+            "one",
+            "An Instagram story: a sun rising over a coffee cup, headline 'Slow mornings, bright cups'",
+            Some("solstice".into()),
+        )
+        .await
+        .unwrap();
+    let events = drive(&run.agent, &mut s, vec![]).await;
+    assert_well_formed(&events);
+    assert_eq!(s.phase, Phase::Done, "{:?}", s.failure);
+    // One post-processing call makes the design: cropped to the story size, text and logo set.
+    let compose = events
+        .iter()
+        .find_map(|e| match e {
+            AgentEvent::ToolCall { tool, args, .. } if tool == "compose_layout" => {
+                Some(args.clone())
+            }
+            _ => None,
+        })
+        .expect("a compose_layout call");
+    assert_eq!(compose["headline"], "Slow mornings, bright cups");
+    assert_eq!(compose["preset"], "story");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::ToolCall { tool, .. } if tool == "resize")),
+        "compose crops to the channel itself"
+    );
+    let summary = events
+        .iter()
+        .find_map(|e| match e {
+            AgentEvent::ToolResult {
+                tool,
+                ok: true,
+                summary,
+                ..
+            } if tool == "compose_layout" => Some(summary.clone()),
+            _ => None,
+        })
+        .expect("compose_layout succeeded");
+    assert!(summary.contains("logo logo"), "{summary}");
+    let AgentEvent::Final {
+        images,
+        assumptions,
+        ..
+    } = events.last().unwrap()
+    else {
+        panic!("{:?}", events.last());
+    };
+    assert_eq!((images[0].width, images[0].height), (1080, 1920));
+    assert!(
+        !assumptions.iter().any(|a| a.contains("headline")),
+        "{assumptions:?}"
+    );
+    // The delivered design was critiqued on its pixels: layout legible and inside the margins,
+    // the channel's size.
+    let checks = events
+        .iter()
+        .find_map(|e| match e {
+            AgentEvent::Critique {
+                image_id, checks, ..
+            } if *image_id == images[0].id => Some(checks.clone()),
+            _ => None,
+        })
+        .expect("a critique of the delivered design");
+    let layout = checks
+        .iter()
+        .find(|c| c.name == "layout")
+        .expect("layout check");
+    assert!(layout.passed, "{layout:?}");
+    assert!(
+        checks.iter().any(|c| c.name == "size" && c.passed),
+        "{checks:?}"
+    );
+
+    // Without a brand there is no layout to follow: the final message says so.
+    let mut plain = plan_json.clone();
+    plain["colours"] = json!(["orange"]);
+    if let Some(p) = plain.as_object_mut() {
+        p.remove("guidelines_applied");
+    }
+    let llm = script(vec![], plain.to_string());
+    let run = agent(llm, tiny(), config());
+    let mut s = run
+        .agent
+        .start("nobody", "A square post: a sun over a coffee cup", None)
+        .await
+        .unwrap();
+    let events = drive(&run.agent, &mut s, vec![]).await;
+    assert_eq!(s.phase, Phase::Done, "{:?}", s.failure);
+    let AgentEvent::Final { assumptions, .. } = events.last().unwrap() else {
+        panic!();
+    };
+    assert!(
+        assumptions.iter().any(|a| a.contains("was not set")),
+        "{assumptions:?}"
+    );
+}

@@ -288,7 +288,9 @@ pub fn build_record(
     let mut sources: Vec<String> = Vec::new();
     for e in &transcript.events {
         match &e.event {
-            AgentEvent::ToolCall { id, tool, args } if tool == "resize" => {
+            AgentEvent::ToolCall { id, tool, args }
+                if tool == "resize" || tool == "compose_layout" =>
+            {
                 if let Some(src) = args["image"].as_str() {
                     calls.insert(*id, src.to_string());
                 }
@@ -346,13 +348,8 @@ pub fn build_record(
             _ => {}
         }
     }
-    for img in &mut images {
-        if let Some(checks) = critiques.get(&img.id) {
-            img.checks.clone_from(checks);
-        }
-    }
-    // Delivered images a post-processing tool made (resized for the channel), in the order
-    // the tool made them.
+    // Delivered images a post-processing tool made (resized for the channel or composed with
+    // the headline), in the order the tool made them.
     let mut sources = sources.into_iter();
     for r in &delivered_refs {
         if !images.iter().any(|i| i.id == r.id) {
@@ -370,6 +367,11 @@ pub fn build_record(
                 post_processed: true,
                 derived_from: sources.next(),
             });
+        }
+    }
+    for img in &mut images {
+        if let Some(checks) = critiques.get(&img.id) {
+            img.checks.clone_from(checks);
         }
     }
     if final_message.is_none() {

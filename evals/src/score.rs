@@ -12,7 +12,10 @@
 //!   forbidden content);
 //! - `alignment`: CLIP image–text score; not measured while no CLIP weights are configured;
 //! - `headline`: the plan's headline carries the text the case expects (in process only: the
-//!   runner sees the plan; the pixels are not read);
+//!   runner sees the plan) and the delivered design sets it legibly: its `layout` check (text
+//!   present on the pixels, inside the safe margins, WCAG contrast ≥ 4.5) passed. Text carried
+//!   but set illegibly scores half; text never set on the image scores zero. No OCR: the
+//!   layout check reads where the text was placed, not the letters;
 //! - `size`: the delivered aspect ratio against the expected channel (min/max ratio; passes at
 //!   0.98);
 //! - `iterations`: 1 when the agent stayed within the case's maximum rounds.
@@ -31,7 +34,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::record::CaseRecord;
+use crate::record::{CaseRecord, ImageRecord};
 use crate::suite::Case;
 
 /// Bootstrap resamples per confidence interval.
@@ -155,6 +158,8 @@ pub fn score_case(record: &CaseRecord, ctx: ScoreContext<'_>) -> CaseScores {
                 prompt: &prompt,
                 requested: &[],
                 kit: None,
+                target: None,
+                layout: None,
             });
             for name in ["technical", "safety"] {
                 if let Some(c) = critique.checks.iter().find(|c| c.name == name) {
@@ -187,7 +192,7 @@ pub fn score_case(record: &CaseRecord, ctx: ScoreContext<'_>) -> CaseScores {
             Score::none(NO_CLIP)
         },
     );
-    metrics.insert("headline".into(), headline_score(record));
+    metrics.insert("headline".into(), headline_score(record, delivered));
     metrics.insert(
         "size".into(),
         match (&case.expect.size, delivered) {
@@ -291,7 +296,7 @@ fn forbidden_score(record: &CaseRecord) -> Score {
     }
 }
 
-fn headline_score(record: &CaseRecord) -> Score {
+fn headline_score(record: &CaseRecord, delivered: Option<&ImageRecord>) -> Score {
     let wanted = &record.case.expect.text;
     if wanted.is_empty() {
         return Score::none("no text expected");
@@ -307,12 +312,18 @@ fn headline_score(record: &CaseRecord) -> Score {
     };
     let have = norm(headline);
     let found = wanted.iter().filter(|t| have.contains(&norm(t))).count();
-    let score = found as f64 / wanted.len() as f64;
+    let layout = delivered.and_then(|d| d.checks.iter().find(|c| c.name == "layout"));
+    let (set, how) = match layout {
+        Some(c) if c.passed => (1.0, format!("set legibly ({})", c.detail)),
+        Some(c) => (0.5, format!("set, but {}", c.detail)),
+        None => (0.0, "not set on the delivered image".to_string()),
+    };
+    let score = found as f64 / wanted.len() as f64 * set;
     Score::measured(
         score,
-        found == wanted.len(),
+        found == wanted.len() && set == 1.0,
         format!(
-            "headline \"{headline}\" carries {found} of {} expected text(s)",
+            "headline \"{headline}\" carries {found} of {} expected text(s); {how}",
             wanted.len()
         ),
     )

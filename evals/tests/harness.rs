@@ -161,6 +161,24 @@ fn transcript(
             passed,
         },
     ));
+    if headline.is_some() {
+        // The design with the headline set, critiqued on its pixels (as `present` reports it).
+        events.push(at(
+            t + 6002.5,
+            AgentEvent::Critique {
+                image_id: image.id.clone(),
+                passed,
+                score: if passed { 1.0 } else { 0.5 },
+                checks: vec![atelier_tools::critique::Check {
+                    name: "layout".into(),
+                    passed,
+                    score: if passed { 1.0 } else { 0.5 },
+                    detail: "bottom-left template: headline 7.2:1".into(),
+                    fix: None,
+                }],
+            },
+        ));
+    }
     events.push(status(t + 6003.0, Phase::Present));
     events.push(at(
         t + 7000.0,

@@ -9,18 +9,29 @@
 //! - `brand_palette`: most of the image is in the brand's palette (share within
 //!   [`PALETTE_DELTA_E`] of a palette colour ≥ [`MIN_ON_PALETTE`]);
 //! - `forbidden_colours`: no visible area in a colour the brand forbids;
-//! - `safety`: the prompt names nothing the brand or the service forbids.
+//! - `safety`: the prompt names nothing the brand or the service forbids;
+//! - `size` (when a channel size is given): the image has the channel's aspect ratio and at
+//!   least its pixels;
+//! - `layout` (when `compose_layout` made the image): each text element is present (its colour
+//!   covers part of its box), inside the safe margins, and reads at WCAG contrast ≥ 4.5 measured
+//!   on the pixels (text colour against the other colour clusters of its box); the logo is inside
+//!   the safe margins.
 //!
 //! What it cannot see is said, not guessed: without a CLIP-class model there is no check that
 //! the image shows the subject the brief names (see `docs/agent.md`).
 
-use atelier_inference::vision::colour::{Dominant, delta_e_lab, dominant_colours};
+use atelier_inference::vision::colour::{
+    Dominant, contrast_ratio, delta_e_lab, dominant_colours, lab_to_rgb,
+};
 use atelier_inference::vision::quality::{Quality, measure};
 use image::RgbImage;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::brand::KitSummary;
+use crate::brand::kit::Hex;
+use crate::layout::{ElementKind, LayoutReport, MIN_CONTRAST};
+use crate::resize::Rect;
 
 /// Largest CIEDE2000 distance at which a requested colour counts as present.
 pub const PRESENT_DELTA_E: f32 = 15.0;
@@ -64,6 +75,10 @@ pub struct CritiqueInput<'a> {
     pub requested: &'a [RequestedColour],
     /// The brand's rules, when the brief has a brand.
     pub kit: Option<&'a KitSummary>,
+    /// The channel's size, when the image is delivered for one.
+    pub target: Option<(u32, u32)>,
+    /// What `compose_layout` placed, when it made the image.
+    pub layout: Option<&'a LayoutReport>,
 }
 
 /// One check's verdict.
@@ -122,6 +137,12 @@ pub fn critique_image(input: CritiqueInput<'_>) -> Critique {
         }
     }
     checks.push(safety(input.prompt, input.kit));
+    if let Some(target) = input.target {
+        checks.push(size(input.image, target));
+    }
+    if let Some(layout) = input.layout {
+        checks.push(layout_check(input.image, layout));
+    }
     let score = checks.iter().map(|c| c.score).sum::<f32>() / checks.len() as f32;
     Critique {
         passed: checks.iter().all(|c| c.passed),
@@ -326,6 +347,150 @@ fn forbidden_colours(dominant: &[Dominant], kit: &KitSummary) -> Check {
     }
 }
 
+/// Largest relative difference of aspect ratio that still counts as the channel's.
+pub const ASPECT_TOLERANCE: f64 = 0.01;
+
+fn size(image: &RgbImage, (tw, th): (u32, u32)) -> Check {
+    let (w, h) = image.dimensions();
+    let aspect = f64::from(w) / f64::from(h.max(1));
+    let wanted = f64::from(tw) / f64::from(th.max(1));
+    let aspect_ok = (aspect / wanted - 1.0).abs() <= ASPECT_TOLERANCE;
+    let big_enough = w >= tw && h >= th;
+    let passed = aspect_ok && big_enough;
+    Check {
+        name: "size".into(),
+        passed,
+        score: match (aspect_ok, big_enough) {
+            (true, true) => 1.0,
+            (true, false) => 0.5,
+            _ => 0.0,
+        },
+        detail: if passed {
+            format!("{w}×{h} fits the channel's {tw}×{th}")
+        } else if aspect_ok {
+            format!("{w}×{h} has the channel's shape but fewer pixels than {tw}×{th}")
+        } else {
+            format!(
+                "{w}×{h} (aspect {aspect:.2}) is not the channel's {tw}×{th} (aspect {wanted:.2})"
+            )
+        },
+        fix: (!passed)
+            .then(|| format!("resize to {tw}×{th} with the resize tool (crop keeps the subject)")),
+    }
+}
+
+/// Contrast of `text` in `rect` measured on the pixels: the text colour against the other
+/// colour clusters covering at least a tenth of the box; `None` when the box is empty.
+fn measured_contrast(image: &RgbImage, rect: Rect, text: [u8; 3]) -> Option<(f32, f32)> {
+    let (w, h) = image.dimensions();
+    let x1 = (rect.x + rect.width).min(w);
+    let y1 = (rect.y + rect.height).min(h);
+    if rect.x >= x1 || rect.y >= y1 {
+        return None;
+    }
+    let mut rgb = Vec::with_capacity(((x1 - rect.x) * (y1 - rect.y) * 3) as usize);
+    for y in rect.y..y1 {
+        for x in rect.x..x1 {
+            rgb.extend_from_slice(&image.get_pixel(x, y).0);
+        }
+    }
+    let clusters = dominant_colours(&rgb, 3);
+    let ink: f32 = clusters
+        .iter()
+        .filter(|d| delta_e_lab(d.lab, text) <= 12.0)
+        .map(|d| d.share)
+        .sum();
+    let contrast = clusters
+        .iter()
+        .filter(|d| d.share >= 0.1 && delta_e_lab(d.lab, text) > 25.0)
+        .map(|d| contrast_ratio(lab_to_rgb(d.lab), text))
+        .fold(f32::INFINITY, f32::min);
+    Some((ink, if contrast.is_finite() { contrast } else { 1.0 }))
+}
+
+fn inside(r: Rect, area: Rect) -> bool {
+    r.x >= area.x
+        && r.y >= area.y
+        && r.x + r.width <= area.x + area.width
+        && r.y + r.height <= area.y + area.height
+}
+
+fn layout_check(image: &RgbImage, layout: &LayoutReport) -> Check {
+    let mut findings = Vec::new();
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    let mut tests = 0usize;
+    if image.dimensions() != (layout.width, layout.height) {
+        problems.push(format!(
+            "the image is {}×{} but the layout was made for {}×{}",
+            image.width(),
+            image.height(),
+            layout.width,
+            layout.height
+        ));
+        fixes.push("compose the layout again on the delivered image".to_string());
+    }
+    if layout.element(ElementKind::Headline).is_none() {
+        problems.push("no headline".into());
+        fixes.push("set the headline with compose_layout".into());
+    }
+    for e in &layout.elements {
+        let name = match e.kind {
+            ElementKind::Headline => "headline",
+            ElementKind::Subline => "subline",
+            ElementKind::Cta => "call to action",
+            ElementKind::Logo => "logo",
+        };
+        tests += 1;
+        if !inside(e.rect, layout.safe_area) {
+            problems.push(format!("the {name} leaves the safe area"));
+            fixes.push(format!("keep the {name} inside the safe margins"));
+        }
+        let Some(colour) = e.colour.as_deref().and_then(|c| c.parse::<Hex>().ok()) else {
+            continue;
+        };
+        tests += 2;
+        match measured_contrast(image, e.rect, colour.rgb()) {
+            Some((ink, contrast)) => {
+                if ink < 0.02 {
+                    problems.push(format!(
+                        "the {name} is not visible (its colour covers {:.1}% of its box)",
+                        ink * 100.0
+                    ));
+                    fixes.push(format!("set the {name} again"));
+                }
+                if contrast < MIN_CONTRAST {
+                    problems.push(format!(
+                        "the {name} reads at {contrast:.1}:1 against its background, below {MIN_CONTRAST}:1"
+                    ));
+                    fixes.push(format!(
+                        "use the panel template or a scrim behind the {name}"
+                    ));
+                } else {
+                    findings.push(format!("{name} {contrast:.1}:1"));
+                }
+            }
+            None => problems.push(format!("the {name} has an empty box")),
+        }
+    }
+    let failed = problems.len().min(tests.max(1));
+    Check {
+        name: "layout".into(),
+        passed: problems.is_empty(),
+        score: 1.0 - failed as f32 / tests.max(1) as f32,
+        detail: if problems.is_empty() {
+            format!(
+                "{} template: every element inside the safe area; contrast {}",
+                layout.template.name(),
+                findings.join(", ")
+            )
+        } else {
+            problems.join("; ")
+        },
+        fix: (!fixes.is_empty()).then(|| fixes.join("; ")),
+    }
+}
+
 /// Whole-word, case-insensitive search for `term` in `text`.
 pub fn mentions(text: &str, term: &str) -> bool {
     let text = text.to_lowercase();
@@ -455,6 +620,8 @@ mod tests {
             prompt: "a navy background with a gold circle",
             requested: std::slice::from_ref(&navy),
             kit: Some(&kit),
+            target: None,
+            layout: None,
         });
         assert!(c.passed, "{c:#?}");
         assert_eq!(c.checks.len(), 5);
@@ -465,6 +632,8 @@ mod tests {
             prompt: "friends drinking beer, alcohol everywhere",
             requested: &[navy],
             kit: Some(&kit),
+            target: None,
+            layout: None,
         });
         assert!(!c.passed);
         let failed: Vec<&str> = c.failures().map(|f| f.name.as_str()).collect();
@@ -490,6 +659,8 @@ mod tests {
             prompt: "x",
             requested: &[],
             kit: None,
+            target: None,
+            layout: None,
         });
         assert!(!c.passed);
         assert_eq!(c.checks[0].name, "technical");

@@ -247,6 +247,19 @@ where
         .await
         .unwrap();
     assert!(everything.iter().all(|h| h.chunk.kind != ChunkKind::Kit));
+    // So are the logo files, byte for byte, for layouts; no search returns them either.
+    let assets = ing.assets(tenant_a, "solstice").await.unwrap();
+    let names: Vec<&str> = assets.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["logo-reversed.svg", "logo.svg"]);
+    assert_eq!(
+        assets[1].1,
+        std::fs::read(solstice.dir.join("logo.svg")).unwrap()
+    );
+    let logo_hits = ing
+        .search(&sa, "brand asset logo.svg", 100, None)
+        .await
+        .unwrap();
+    assert!(logo_hits.iter().all(|h| h.chunk.kind != ChunkKind::Asset));
     let result = retrieve_brand_guidelines(
         &ing,
         tenant_a,

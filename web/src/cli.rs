@@ -60,6 +60,60 @@ pub enum PostCommand {
     /// To a channel preset or a custom size: `crop` fills the frame and keeps the subject
     /// (edge energy), `fit` shows the whole image on a background.
     Resize(ResizeArgs),
+    /// A finished design: headline, optional subline and call to action, and the brand's logo
+    /// on the image, in the kit's colours and type, by a named template inside safe margins.
+    Compose(ComposeArgs),
+    /// To PNG, JPEG or WebP (format from --out's extension), with a quality for JPEG and lossy
+    /// WebP, keeping or stripping the ICC profile and EXIF.
+    Convert(ConvertArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The image (PNG, JPEG or WebP, at most 40 megapixels).
+    pub image: PathBuf,
+    /// 1–100. JPEG: default 90. WebP: below 100 is lossy; 100 (default) is lossless. PNG: none.
+    #[arg(long)]
+    pub quality: Option<u8>,
+    /// Copy the ICC profile and EXIF into the output (default: strip them).
+    #[arg(long)]
+    pub keep_metadata: bool,
+    /// Where to write the result: .png, .jpg/.jpeg or .webp.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// The background image (PNG or JPEG, at least 200×200, at most 40 megapixels).
+    pub image: PathBuf,
+    /// The brand kit folder (brand.toml, logos, optional fonts/ folder).
+    #[arg(long)]
+    pub kit: PathBuf,
+    /// The headline (at most 90 characters).
+    #[arg(long)]
+    pub headline: String,
+    /// A supporting line (at most 200 characters).
+    #[arg(long)]
+    pub subline: Option<String>,
+    /// A call to action on a button (at most 32 characters).
+    #[arg(long)]
+    pub cta: Option<String>,
+    /// bottom-left, top-left, centre or panel.
+    #[arg(long, default_value = "bottom-left")]
+    pub template: String,
+    /// Crop to a channel preset first: square, landscape, story or widescreen.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Leave the logo off.
+    #[arg(long)]
+    pub no_logo: bool,
+    /// Where to write the design (.png, .jpg or .jpeg).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write the layout report (element boxes, colours, contrast) as JSON here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +229,13 @@ pub struct CritiqueArgs {
     /// A colour the image must show: #RRGGBB, a brand palette name or a plain colour word.
     #[arg(long = "colour", value_name = "COLOUR")]
     pub colours: Vec<String>,
+    /// The channel the image is for (square, landscape, story, widescreen): checks its size.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// The layout report `atelier post compose --report` wrote: checks the text and logo
+    /// (present, inside the safe margins, contrast ≥ 4.5 on the pixels).
+    #[arg(long)]
+    pub layout: Option<PathBuf>,
     /// The report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -789,5 +789,89 @@ fn post_resize_crops_to_a_preset_around_the_subject_and_refuses_bad_input() {
         .args(["--preset", "square", "--out"])
         .arg(home.path().join("x.gif")));
     assert!(!status.status.success());
-    assert!(stderr.contains(".png, .jpg or .jpeg"), "{stderr}");
+    assert!(stderr.contains(".png, .jpg, .jpeg or .webp"), "{stderr}");
+}
+
+#[test]
+fn post_compose_and_convert_make_a_finished_design_for_the_web() {
+    let home = tempfile::tempdir().unwrap();
+    let img = image::RgbImage::from_fn(400, 400, |x, y| {
+        image::Rgb([(200 + x / 8) as u8, (150 + y / 8) as u8, 90])
+    });
+    let input = home.path().join("in.png");
+    img.save(&input).unwrap();
+    let out = home.path().join("design.png");
+    let report = home.path().join("layout.json");
+    let (status, stdout, stderr) = run(atelier(home.path(), home.path())
+        .args(["post", "compose"])
+        .arg(&input)
+        .arg("--kit")
+        .arg(repo().join("examples/brands/solstice"))
+        .args([
+            "--headline",
+            "Slow mornings",
+            "--cta",
+            "Find your roast",
+            "--preset",
+            "landscape",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--report")
+        .arg(&report));
+    assert!(status.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("bottom-left") && stdout.contains("logo"),
+        "{stdout}"
+    );
+    assert_eq!(
+        image::open(&out).unwrap().to_rgb8().dimensions(),
+        (1200, 628)
+    );
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let kinds: Vec<&str> = layout["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["logo", "headline", "cta"]);
+    // Too long for the image: a clear error naming the field, and nothing written.
+    let (status, _, stderr) = run(atelier(home.path(), home.path())
+        .args(["post", "compose"])
+        .arg(&input)
+        .arg("--kit")
+        .arg(repo().join("examples/brands/solstice"))
+        .args(["--headline", &"word ".repeat(30), "--out"])
+        .arg(home.path().join("no.png")));
+    assert!(!status.status.success());
+    assert!(stderr.contains("`headline`"), "{stderr}");
+    assert!(!home.path().join("no.png").exists());
+
+    // The design as lossy WebP for the web: smaller than the PNG, same size in pixels.
+    let webp = home.path().join("design.webp");
+    let (status, stdout, stderr) = run(atelier(home.path(), home.path())
+        .args(["post", "convert"])
+        .arg(&out)
+        .args(["--quality", "80", "--out"])
+        .arg(&webp));
+    assert!(status.status.success(), "{stderr}");
+    assert!(stdout.contains("WEBP at quality 80"), "{stdout}");
+    let bytes = std::fs::read(&webp).unwrap();
+    assert!(bytes.len() < std::fs::read(&out).unwrap().len());
+    assert_eq!(
+        image::load_from_memory(&bytes)
+            .unwrap()
+            .to_rgb8()
+            .dimensions(),
+        (1200, 628)
+    );
+    let (status, _, stderr) = run(atelier(home.path(), home.path())
+        .args(["post", "convert"])
+        .arg(&out)
+        .args(["--quality", "80", "--keep-metadata", "--out"])
+        .arg(&webp));
+    assert!(!status.status.success());
+    assert!(stderr.contains("`metadata`"), "{stderr}");
 }

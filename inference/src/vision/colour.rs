@@ -118,6 +118,34 @@ pub fn ciede2000(a: [f64; 3], b: [f64; 3]) -> f64 {
     lab(a).difference(lab(b))
 }
 
+/// A CIELAB (D65) colour back in sRGB, clamped to the gamut.
+pub fn lab_to_rgb(lab: Lab) -> [u8; 3] {
+    let rgb: Srgb<f32> = lab.into_color();
+    let c = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    [c(rgb.red), c(rgb.green), c(rgb.blue)]
+}
+
+/// WCAG 2.1 relative luminance of an sRGB colour (0 black … 1 white).
+pub fn relative_luminance(rgb: [u8; 3]) -> f32 {
+    use palette::color_difference::Wcag21RelativeContrast;
+    Srgb::new(rgb[0], rgb[1], rgb[2])
+        .into_format::<f32>()
+        .relative_luminance()
+        .luma
+}
+
+/// WCAG 2.1 contrast ratio of two sRGB colours: 1 (none) … 21 (black on white). Body text needs
+/// 4.5, large text 3.
+pub fn contrast_ratio(a: [u8; 3], b: [u8; 3]) -> f32 {
+    contrast_of_luminances(relative_luminance(a), relative_luminance(b))
+}
+
+/// WCAG 2.1 contrast ratio of two relative luminances.
+pub fn contrast_of_luminances(a: f32, b: f32) -> f32 {
+    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
+    (hi + 0.05) / (lo + 0.05)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +262,18 @@ mod tests {
             delta_e_lab(d[1].lab, [20, 30, 90]) < 0.5 || delta_e_lab(d[0].lab, [20, 30, 90]) < 0.5
         );
         assert!(delta_e([255, 0, 0], [0, 0, 255]) > 40.0);
+    }
+
+    #[test]
+    fn wcag_contrast_ratios() {
+        assert!((contrast_ratio([0, 0, 0], [255, 255, 255]) - 21.0).abs() < 1e-3);
+        assert!((contrast_ratio([40, 90, 200], [40, 90, 200]) - 1.0).abs() < 1e-6);
+        // #767676 on white is the classic smallest grey that passes AA: 4.54.
+        let grey = contrast_ratio([0x76, 0x76, 0x76], [255, 255, 255]);
+        assert!((grey - 4.54).abs() < 0.01, "{grey}");
+        assert_eq!(
+            contrast_ratio([10, 20, 30], [200, 100, 0]),
+            contrast_ratio([200, 100, 0], [10, 20, 30])
+        );
     }
 }

@@ -23,6 +23,9 @@ pub enum ChunkKind {
     /// The kit's structured summary as JSON ([`KitSummary`]), one per brand; searches for
     /// passages never return it.
     Kit,
+    /// A file the layout tools need (a logo), base64 in `text`, named by `section`; searches
+    /// for passages never return it.
+    Asset,
 }
 
 impl ChunkKind {
@@ -32,6 +35,7 @@ impl ChunkKind {
             ChunkKind::Guideline => "guideline",
             ChunkKind::Fact => "fact",
             ChunkKind::Kit => "kit",
+            ChunkKind::Asset => "asset",
         }
     }
 }
@@ -68,6 +72,10 @@ impl Chunk {
 
     /// The text that is embedded: the heading path gives a passage its context.
     pub fn embedding_text(&self) -> String {
+        if self.kind == ChunkKind::Asset {
+            // The bytes mean nothing to a text model; the name is enough to store a vector.
+            return format!("brand asset {}", self.section);
+        }
         if self.section.is_empty() {
             self.text.clone()
         } else {
@@ -429,9 +437,46 @@ pub fn kit_chunk(kit: &BrandKit) -> Chunk {
     }
 }
 
-/// Every chunk of a kit: its summary, its facts, then each document's passages.
+/// Largest logo file stored with a brand (bigger ones are left out of the store, and layouts
+/// made from the store go without them).
+pub const MAX_ASSET_BYTES: usize = 512 * 1024;
+
+/// The kit's logo files as chunks of kind [`ChunkKind::Asset`] (base64), so they live where the
+/// brand's vectors live and layouts can be composed wherever the agent runs. Files that cannot be
+/// read or exceed [`MAX_ASSET_BYTES`] are skipped with a warning.
+pub fn asset_chunks(kit: &BrandKit) -> Vec<Chunk> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    for (i, logo) in kit.logos.iter().enumerate() {
+        let name = logo
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        match std::fs::read(&logo.path) {
+            Ok(bytes) if bytes.len() <= MAX_ASSET_BYTES => out.push(Chunk {
+                document: name.clone(),
+                section: name,
+                kind: ChunkKind::Asset,
+                ordinal: i as u32,
+                text: base64::engine::general_purpose::STANDARD.encode(bytes),
+            }),
+            Ok(bytes) => tracing::warn!(
+                file = %logo.path.display(),
+                bytes = bytes.len(),
+                max = MAX_ASSET_BYTES,
+                "logo too large to store with the brand; layouts go without it"
+            ),
+            Err(e) => tracing::warn!(file = %logo.path.display(), error = %e, "logo unreadable"),
+        }
+    }
+    out
+}
+
+/// Every chunk of a kit: its summary, its logo files, its facts, then each document's passages.
 pub fn chunk_kit(kit: &BrandKit, options: ChunkOptions) -> Vec<Chunk> {
     let mut all = vec![kit_chunk(kit)];
+    all.extend(asset_chunks(kit));
     all.extend(brand_facts(kit));
     for doc in &kit.documents {
         all.extend(chunk_document(doc, options));

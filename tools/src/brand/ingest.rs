@@ -141,6 +141,25 @@ impl Ingestor {
             })
     }
 
+    /// The brand's stored logo files, by file name (see [`super::chunk::asset_chunks`]).
+    pub async fn assets(&self, tenant: &str, brand: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        use base64::Engine as _;
+        let scope = Scope::new(tenant, brand)?;
+        let mut out = Vec::new();
+        for chunk in self.store.chunks(&scope, ChunkKind::Asset).await? {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(chunk.text.as_bytes())
+                .map_err(|e| Error::Store {
+                    backend: self.store.backend(),
+                    action: "read a brand asset",
+                    detail: format!("{tenant}/{brand}/{}: {e}; re-ingest the kit", chunk.section),
+                })?;
+            out.push((chunk.section, bytes));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// Remove every point of a brand; returns how many there were.
     pub async fn delete_brand(&self, tenant: &str, brand: &str) -> Result<usize> {
         self.store.delete_brand(&Scope::new(tenant, brand)?).await

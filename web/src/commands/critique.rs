@@ -125,12 +125,43 @@ pub async fn run(settings: &Settings, args: CritiqueArgs) -> anyhow::Result<()> 
         .map(|c| resolve(c, kit.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let brief = args.brief.clone().unwrap_or_default();
+    let target = match &args.channel {
+        None => None,
+        Some(name) => {
+            let p = atelier_tools::resize::preset(name).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "`--channel {name}`: use one of {}",
+                    atelier_tools::resize::PRESETS
+                        .iter()
+                        .map(|p| format!("{} ({}×{})", p.name, p.width, p.height))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            Some((p.width, p.height))
+        }
+    };
+    let layout: Option<atelier_tools::layout::LayoutReport> = match &args.layout {
+        None => None,
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "`--layout {}`: not a layout report (write one with `atelier post compose --report`)",
+                    path.display()
+                )
+            })?)
+        }
+    };
     let critique = tokio::task::spawn_blocking(move || {
         critique_image(CritiqueInput {
             image: &image,
             prompt: &brief,
             requested: &requested,
             kit: kit.as_ref(),
+            target,
+            layout: layout.as_ref(),
         })
     })
     .await

@@ -311,7 +311,10 @@ impl BrandStore for EdgeStore {
         let filter = match query.kind {
             Some(k) => scope_filter(scope, Some(keyword("kind", k.as_str())?))?,
             None => Filter {
-                must_not: Some(vec![keyword("kind", ChunkKind::Kit.as_str())?]),
+                must_not: Some(vec![
+                    keyword("kind", ChunkKind::Kit.as_str())?,
+                    keyword("kind", ChunkKind::Asset.as_str())?,
+                ]),
                 ..scope_filter(scope, None)?
             },
         };

@@ -206,6 +206,7 @@ pub(crate) fn chunk_from_payload(
     let kind = match text("kind")?.as_str() {
         "fact" => ChunkKind::Fact,
         "kit" => ChunkKind::Kit,
+        "asset" => ChunkKind::Asset,
         _ => ChunkKind::Guideline,
     };
     let ordinal = payload

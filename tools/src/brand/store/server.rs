@@ -267,10 +267,10 @@ impl BrandStore for ServerStore {
             }
             None => Filter {
                 must: conditions,
-                must_not: vec![Condition::matches(
-                    "kind",
-                    ChunkKind::Kit.as_str().to_string(),
-                )],
+                must_not: vec![
+                    Condition::matches("kind", ChunkKind::Kit.as_str().to_string()),
+                    Condition::matches("kind", ChunkKind::Asset.as_str().to_string()),
+                ],
                 ..Filter::default()
             },
         };
