@@ -394,7 +394,18 @@ impl Agent {
                 words.push_str(a);
             }
         }
-        plan.channel = channel_of(&words).map(|p| p.name.to_string());
+        plan.channels = channels_of(&words)
+            .into_iter()
+            .map(|p| p.name.to_string())
+            .collect();
+        plan.channel = plan.channels.first().cloned();
+        // So does the text set on the image: a small model writes headlines nobody asked for.
+        if let Some(h) = &plan.headline
+            && headline_of(&words).as_deref() != Some(h.as_str())
+        {
+            tracing::debug!(proposed = %h, "headline not in the user's words; dropped");
+        }
+        plan.headline = headline_of(&words);
         Ok((plan, usage))
     }
 
@@ -666,10 +677,18 @@ impl Agent {
                 plan.guidelines_applied.join("; ")
             ));
         }
-        if let Some(p) = plan.channel.as_deref().and_then(resize::preset) {
+        let sizes: Vec<String> = plan
+            .channels
+            .iter()
+            .filter_map(|c| resize::preset(c))
+            .map(|p| format!("{} {}×{}", p.name, p.width, p.height))
+            .collect();
+        if !sizes.is_empty() {
             text.push_str(&format!(
-                "; delivered at {} size {}×{}",
-                p.name, p.width, p.height
+                "; delivered at {} size{} {}",
+                if sizes.len() == 1 { "the" } else { "each" },
+                if sizes.len() == 1 { "" } else { "s:" },
+                sizes.join(", ")
             ));
         }
         if let Some(h) = &plan.headline {
@@ -706,6 +725,7 @@ impl Agent {
             guidance: self.config.guidance,
             headline: (!headline.is_empty()).then_some(headline),
             channel: None,
+            channels: Vec::new(),
             guidelines_applied: d
                 .guidelines_applied
                 .into_iter()
@@ -1120,10 +1140,26 @@ impl Agent {
                 images.push(c.image.clone());
             }
         }
-        let images = match s.plan.as_ref().and_then(|p| p.headline.clone()) {
-            Some(headline) => self.compose_headline(s, io, images, &headline).await,
-            None => self.size_for_channel(s, io, images).await,
-        };
+        // At the first channel the user named; the chosen image also at every other one.
+        let channels: Vec<&'static resize::Preset> = s
+            .plan
+            .as_ref()
+            .map(|p| {
+                let mut names = p.channels.clone();
+                if names.is_empty() {
+                    names.extend(p.channel.clone());
+                }
+                names.iter().filter_map(|c| resize::preset(c)).collect()
+            })
+            .unwrap_or_default();
+        let mut delivered = self.finish(s, io, images, channels.first().copied()).await;
+        for preset in channels.iter().skip(1) {
+            let more = self
+                .finish(s, io, vec![best.image.clone()], Some(preset))
+                .await;
+            delivered.extend(more);
+        }
+        let images = delivered;
         let outcome = Outcome {
             message: p.message.trim().to_string(),
             alt_text: p.alt_text.trim().to_string(),
@@ -1147,6 +1183,24 @@ impl Agent {
         Ok(Phase::Done)
     }
 
+    /// `images` finished for one channel (or at their size when `preset` is `None`): the plan's
+    /// headline set in the brand's layout when it has one, else just resized.
+    async fn finish(
+        &self,
+        s: &mut Session,
+        io: &SessionIo,
+        images: Vec<ImageRef>,
+        preset: Option<&'static resize::Preset>,
+    ) -> Vec<ImageRef> {
+        match s.plan.as_ref().and_then(|p| p.headline.clone()) {
+            Some(headline) => {
+                self.compose_headline(s, io, images, &headline, preset)
+                    .await
+            }
+            None => self.size_for_channel(s, io, images, preset).await,
+        }
+    }
+
     /// The plan's headline set on each delivered image in the brand's layout (`compose_layout`,
     /// cropped to the channel's size first when the plan has one), then the finished design
     /// critiqued on its pixels (layout, size, palette). Without a brand kit there is no layout
@@ -1158,6 +1212,7 @@ impl Agent {
         io: &SessionIo,
         images: Vec<ImageRef>,
         headline: &str,
+        preset: Option<&'static resize::Preset>,
     ) -> Vec<ImageRef> {
         let assets = match (&self.tools.brands, s.brand.clone(), s.kit.is_some()) {
             (Some(ing), Some(brand), true) => match ing.assets(&s.tenant, &brand).await {
@@ -1172,16 +1227,14 @@ impl Agent {
             _ => None,
         };
         let (Some(assets), Some(kit)) = (assets, s.kit.clone()) else {
-            s.assumptions.push(format!(
+            let note = format!(
                 "the headline “{headline}” was not set on the image: layouts follow a brand kit, and this brief has none"
-            ));
-            return self.size_for_channel(s, io, images).await;
+            );
+            if !s.assumptions.contains(&note) {
+                s.assumptions.push(note);
+            }
+            return self.size_for_channel(s, io, images, preset).await;
         };
-        let preset = s
-            .plan
-            .as_ref()
-            .and_then(|p| p.channel.as_deref())
-            .and_then(resize::preset);
         let prompt = s.best().map(|b| b.prompt.clone()).unwrap_or_default();
         let mut out = Vec::with_capacity(images.len());
         for image in images {
@@ -1227,7 +1280,7 @@ impl Agent {
                     s.assumptions.push(format!(
                         "the headline “{headline}” could not be set ({e}); delivered without it"
                     ));
-                    let sized = self.size_for_channel(s, io, vec![image]).await;
+                    let sized = self.size_for_channel(s, io, vec![image], preset).await;
                     out.extend(sized);
                 }
             }
@@ -1304,21 +1357,17 @@ impl Agent {
         }
     }
 
-    /// The delivered images at the plan's channel size: each one whose aspect ratio differs is
-    /// cropped around its subject and scaled (the `resize` tool). A failed resize delivers the
-    /// image as generated and says so.
+    /// The images at `preset`'s size: each one whose aspect ratio differs is cropped around its
+    /// subject and scaled (the `resize` tool). A failed resize delivers the image as generated
+    /// and says so.
     async fn size_for_channel(
         &self,
         s: &mut Session,
         io: &SessionIo,
         images: Vec<ImageRef>,
+        preset: Option<&'static resize::Preset>,
     ) -> Vec<ImageRef> {
-        let Some(preset) = s
-            .plan
-            .as_ref()
-            .and_then(|p| p.channel.as_deref())
-            .and_then(resize::preset)
-        else {
+        let Some(preset) = preset else {
             return images;
         };
         let wanted = f64::from(preset.width) / f64::from(preset.height);
@@ -1379,8 +1428,80 @@ impl Agent {
 }
 
 /// The channel preset a text names, by its words: stories and reels are tall, billboards and
-/// thumbnails wide, banners and headers landscape, posts square.
+/// thumbnails wide, banners and headers landscape, posts square. With several, the first
+/// named.
 pub fn channel_of(text: &str) -> Option<&'static resize::Preset> {
+    channels_of(text).into_iter().next()
+}
+
+/// Words that announce the text to set on an image.
+const TEXT_CUES: &[&str] = &[
+    "headline", "text", "tagline", "title", "slogan", "caption", "saying", "says", "reads", "copy",
+    "words", "message",
+];
+
+/// The text the user asks to set on the image, from their own words: a quoted phrase (straight
+/// or curly quotes) with a cue word ("headline", "text", "saying" …) in the 40 characters before
+/// it, or the words after "headline:" / "text:" up to the end of the sentence. At most
+/// [`layout::MAX_HEADLINE_CHARS`] characters; `None` when the user asked for no text.
+pub fn headline_of(text: &str) -> Option<String> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let cue_before = |byte: usize| {
+        let start = text[..byte]
+            .char_indices()
+            .rev()
+            .nth(39)
+            .map_or(0, |(i, _)| i);
+        let window = &text[start..byte];
+        TEXT_CUES
+            .iter()
+            .any(|c| atelier_tools::critique::mentions(window, c))
+    };
+    let fits = |s: &str| {
+        let n = s.chars().count();
+        (1..=layout::MAX_HEADLINE_CHARS).contains(&n)
+    };
+    for (k, &(at, open)) in chars.iter().enumerate() {
+        let close = match open {
+            '"' => '"',
+            '“' => '”',
+            '‘' => '’',
+            // An apostrophe inside a word ("Solstice's") opens nothing.
+            '\'' if k == 0 || !chars[k - 1].1.is_alphanumeric() => '\'',
+            _ => continue,
+        };
+        let Some(&(end, _)) = chars[k + 1..].iter().find(|&&(i, c)| {
+            c == close
+                && (close != '\'' || {
+                    let next = text[i + c.len_utf8()..].chars().next();
+                    next.is_none_or(|n| !n.is_alphanumeric())
+                })
+        }) else {
+            continue;
+        };
+        let quoted = text[at + open.len_utf8()..end].trim();
+        if fits(quoted) && cue_before(at) {
+            return Some(quoted.to_string());
+        }
+    }
+    let lower = text.to_lowercase();
+    for cue in ["headline:", "text:", "tagline:", "slogan:"] {
+        if let Some(i) = lower.find(cue) {
+            let rest = &text[i + cue.len()..];
+            let end = rest.find(['.', '\n', ';', '!', '?']).unwrap_or(rest.len());
+            let phrase = rest[..end]
+                .trim()
+                .trim_matches(|c| matches!(c, '"' | '“' | '”' | '‘' | '’' | '\''));
+            if fits(phrase.trim()) {
+                return Some(phrase.trim().to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Every channel preset a text names, in the order it names them (each once).
+pub fn channels_of(text: &str) -> Vec<&'static resize::Preset> {
     const RULES: &[(&str, &[&str])] = &[
         (
             "story",
@@ -1422,19 +1543,26 @@ pub fn channel_of(text: &str) -> Option<&'static resize::Preset> {
                 "hero image",
             ],
         ),
-        (
-            "square",
-            &["square", "instagram", "social post", "post", "posts", "1:1"],
-        ),
+        ("square", &["square", "social post", "post", "posts", "1:1"]),
     ];
-    RULES
+    let lower = text.to_lowercase();
+    let mut found: Vec<(usize, &'static resize::Preset)> = RULES
         .iter()
-        .find(|(_, words)| {
-            words
+        .filter_map(|(name, words)| {
+            let first = words
                 .iter()
-                .any(|w| atelier_tools::critique::mentions(text, w))
+                .filter(|w| atelier_tools::critique::mentions(text, w))
+                .filter_map(|w| lower.find(&w.to_lowercase()))
+                .min()?;
+            Some((first, resize::preset(name)?))
         })
-        .and_then(|(name, _)| resize::preset(name))
+        .collect();
+    // "Instagram" alone means a post; with a story or reel named it is only the platform.
+    if found.is_empty() && atelier_tools::critique::mentions(text, "instagram") {
+        found.extend(resize::preset("square").map(|p| (0, p)));
+    }
+    found.sort_by_key(|(at, _)| *at);
+    found.into_iter().map(|(_, p)| p).collect()
 }
 
 /// Why a brief needs a question.
@@ -1648,6 +1776,46 @@ mod tests {
         assert_eq!(name("A square social post"), Some("square"));
         assert_eq!(name("A poster of a scooter"), None, "poster is not post");
         assert_eq!(name("Make something nice"), None);
+        assert_eq!(name("For Instagram"), Some("square"));
+        let all = |t: &str| channels_of(t).iter().map(|p| p.name).collect::<Vec<_>>();
+        assert_eq!(
+            all("Summer sale: an Instagram post, a story and a web banner, same design"),
+            ["square", "story", "landscape"]
+        );
+        assert_eq!(
+            all("a banner, and the banner again as a banner"),
+            ["landscape"]
+        );
+        assert!(all("a poster").is_empty());
+    }
+
+    #[test]
+    fn the_headline_comes_from_the_users_words() {
+        let h = |t: &str| headline_of(t);
+        assert_eq!(
+            h("A square post with the headline \"Summer sale\": an iced coffee").as_deref(),
+            Some("Summer sale")
+        );
+        assert_eq!(
+            h("A banner saying “Charge further” over a city at night").as_deref(),
+            Some("Charge further")
+        );
+        assert_eq!(
+            h("Story with the text 'Slow mornings, bright cups' on a latte").as_deref(),
+            Some("Slow mornings, bright cups")
+        );
+        assert_eq!(
+            h("Web banner. Headline: Ride the night. Scooter on a wet street").as_deref(),
+            Some("Ride the night")
+        );
+        // No text asked for: quotes without a cue, apostrophes, plain briefs.
+        assert_eq!(h("A latte with a \"cozy\" feel"), None);
+        assert_eq!(h("Solstice's autumn blend on a wooden table"), None);
+        assert_eq!(
+            h("A web banner of a Voltline scooter parked at night"),
+            None
+        );
+        assert_eq!(h(&format!("headline \"{}\"", "x".repeat(91))), None);
     }
 
     fn read(subject: &str, contradiction: &str) -> Understanding {

@@ -79,6 +79,10 @@ pub struct Plan {
     /// `widescreen`), when the brief or the answers name one.
     #[serde(default)]
     pub channel: Option<String>,
+    /// Every channel the user's words name, `channel` first: the chosen design is delivered at
+    /// each of these sizes.
+    #[serde(default)]
+    pub channels: Vec<String>,
     /// Citations (`document § section`) of the passages the plan applies.
     pub guidelines_applied: Vec<String>,
     pub rationale: String,

@@ -922,7 +922,11 @@ async fn the_headline_is_set_in_the_brands_layout_and_the_design_is_critiqued() 
     let run = agent(llm, tiny(), config());
     let mut s = run
         .agent
-        .start("nobody", "A square post: a sun over a coffee cup", None)
+        .start(
+            "nobody",
+            "A square post: a sun over a coffee cup, headline 'Slow mornings, bright cups'",
+            None,
+        )
         .await
         .unwrap();
     let events = drive(&run.agent, &mut s, vec![]).await;
@@ -934,4 +938,54 @@ async fn the_headline_is_set_in_the_brands_layout_and_the_design_is_critiqued() 
         assumptions.iter().any(|a| a.contains("was not set")),
         "{assumptions:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brief_for_several_channels_gets_the_design_at_each_size() {
+    let mut plan_json: serde_json::Value =
+        serde_json::from_str(&plan(&["Crema", "Ember"], 1)).unwrap();
+    plan_json["headline"] = json!("Summer sale");
+    let llm = script(vec![], plan_json.to_string());
+    let run = agent(llm, tiny(), config());
+    let mut s = run
+        .agent
+        .start(
+            "one",
+            "Summer sale campaign with the headline 'Summer sale': an Instagram post, a story and a web banner of a sun rising over a coffee cup",
+            Some("solstice".into()),
+        )
+        .await
+        .unwrap();
+    let events = drive(&run.agent, &mut s, vec![]).await;
+    assert_well_formed(&events);
+    assert_eq!(s.phase, Phase::Done, "{:?}", s.failure);
+    let plan = s.plan.as_ref().unwrap();
+    assert_eq!(plan.channels, ["square", "story", "landscape"]);
+    assert_eq!(plan.channel.as_deref(), Some("square"));
+    let AgentEvent::Final { images, .. } = events.last().unwrap() else {
+        panic!("{:?}", events.last());
+    };
+    let sizes: Vec<(u32, u32)> = images.iter().map(|i| (i.width, i.height)).collect();
+    assert_eq!(sizes, [(1080, 1080), (1080, 1920), (1200, 628)]);
+    // Each size is its own design, checked for its own channel.
+    for image in images {
+        let checks = events
+            .iter()
+            .find_map(|e| match e {
+                AgentEvent::Critique {
+                    image_id, checks, ..
+                } if *image_id == image.id => Some(checks.clone()),
+                _ => None,
+            })
+            .expect("a critique of each delivered design");
+        for name in ["layout", "size"] {
+            let c = checks.iter().find(|c| c.name == name).expect(name);
+            assert!(c.passed, "{}×{}: {c:?}", image.width, image.height);
+        }
+    }
+    let composed = events
+        .iter()
+        .filter(|e| matches!(e, AgentEvent::ToolResult { tool, ok: true, .. } if tool == "compose_layout"))
+        .count();
+    assert_eq!(composed, 3);
 }

@@ -66,7 +66,7 @@ brands = "../../examples/brands"
 
 [[case]]
 id = "clear"
-brief = "A web banner for the summer sale: an iced coffee under a sun."
+brief = "A web banner for the summer sale with the headline \"Summer sale\": an iced coffee under a sun."
 brand = "solstice"
 [case.expect]
 asks = false

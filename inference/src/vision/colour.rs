@@ -18,11 +18,19 @@ pub fn to_lab(rgb: [u8; 3]) -> Lab {
         .into_color()
 }
 
+/// Most pixels the clustering looks at; larger images are sampled at an even stride (shares
+/// are estimated from the sample: a 1080² design clusters in a tenth of the time).
+pub const MAX_CLUSTER_SAMPLES: usize = 65_536;
+
 /// The `k` dominant colours of RGB bytes (k-means in Lab, deterministic initialisation by
-/// farthest-point seeding from the mean), largest first.
+/// farthest-point seeding from the mean), largest first. Images of more than
+/// [`MAX_CLUSTER_SAMPLES`] pixels are sampled evenly.
 pub fn dominant_colours(rgb: &[u8], k: usize) -> Vec<Dominant> {
+    let count = rgb.len() / 3;
+    let stride = count.div_ceil(MAX_CLUSTER_SAMPLES).max(1);
     let pixels: Vec<[f32; 3]> = rgb
         .chunks_exact(3)
+        .step_by(stride)
         .map(|p| {
             let lab = to_lab([p[0], p[1], p[2]]);
             [lab.l, lab.a, lab.b]
