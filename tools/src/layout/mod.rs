@@ -891,7 +891,15 @@ fn place_logo(
                 .iter()
                 .any(|b| b.eq_ignore_ascii_case(&name))
         });
-        let score = contrast_ratio(ink, under) + if listed { 100.0 } else { 0.0 };
+        // The kit's own pairing wins while the logo stands out (WCAG's 3:1 for graphics);
+        // on a busy or mid-tone ground the variant that contrasts most does.
+        let contrast = contrast_ratio(ink, under);
+        let score = contrast
+            + if listed && contrast >= 3.0 {
+                100.0
+            } else {
+                0.0
+            };
         if best.as_ref().is_none_or(|b| score > b.0) {
             best = Some((score, i, rendered, at));
         }
