@@ -241,6 +241,19 @@ fn text_never_overflows_it_shrinks_or_fails_naming_the_field() -> Result<()> {
     }
     // The usual sizes take every headline; the tiny 320×240 refuses some, never overflows.
     assert!(composed >= 56, "composed {composed}, refused {refused}");
+    // Stories keep clear of the apps' bars: 13% of the height at top and bottom.
+    let story = compose(
+        &sunrise(1080, 1920),
+        &kit,
+        &assets,
+        &ComposeArgs {
+            headline: "Slow mornings".into(),
+            ..ComposeArgs::default()
+        },
+    )?;
+    assert_eq!(story.report.safe_area.y, 250);
+    assert_eq!(story.report.safe_area.height, 1920 - 500);
+    check_report(&story.report);
     // A word that cannot fit the width even at the smallest size.
     let err = compose(
         &sunrise(320, 240),

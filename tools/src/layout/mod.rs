@@ -44,6 +44,9 @@ pub const MAX_SUBLINE_CHARS: usize = 200;
 pub const MAX_CTA_CHARS: usize = 32;
 /// Safe margin on every side, as a fraction of the image's shorter side.
 pub const SAFE_MARGIN: f32 = 0.06;
+/// Top and bottom margin of stories (9:16 and taller), as a fraction of the height: Instagram
+/// and TikTok put their bars over about 250 of 1920 pixels at each end.
+pub const STORY_MARGIN: f32 = 0.13;
 /// WCAG AA contrast for text.
 pub const MIN_CONTRAST: f32 = 4.5;
 /// Smallest image a layout is composed on, per side.
@@ -417,7 +420,19 @@ pub fn compose(
         w: w as f32,
         h: h as f32,
     };
-    let safe = full.inset(margin);
+    // Stories (9:16 and taller): the apps lay their own bars over the top and bottom, so the
+    // safe area keeps clear of them too.
+    let margin_y = if h as f32 >= w as f32 * 1.7 {
+        margin.max((STORY_MARGIN * h as f32).round())
+    } else {
+        margin
+    };
+    let safe = Frame {
+        x: margin,
+        y: margin_y,
+        w: w as f32 - 2.0 * margin,
+        h: h as f32 - 2.0 * margin_y,
+    };
     let template = args.template;
 
     let mut pixmap = to_pixmap(background)?;
@@ -439,7 +454,18 @@ pub fn compose(
                 }
             };
             fill_rect(&mut pixmap, band, colour, 1.0, 0.0);
-            (band.inset(margin), Some(colour))
+            let inner = band.inset(margin);
+            // Inside the panel, and inside the safe area (story bars).
+            let top = inner.y.max(safe.y);
+            let bottom = inner.bottom().min(safe.bottom());
+            (
+                Frame {
+                    y: top,
+                    h: (bottom - top).max(0.0),
+                    ..inner
+                },
+                Some(colour),
+            )
         }
         _ => (safe, None),
     };
