@@ -69,6 +69,13 @@ pub fn allowed_tools(phase: Phase) -> &'static [Tool] {
     }
 }
 
+/// A layout to set on the delivered images: the user's headline in the brand's style.
+struct Design {
+    headline: String,
+    kit: KitSummary,
+    assets: Assets,
+}
+
 /// What the agent works with.
 #[derive(Clone)]
 pub struct Toolbox {
@@ -1152,10 +1159,23 @@ impl Agent {
                 names.iter().filter_map(|c| resize::preset(c)).collect()
             })
             .unwrap_or_default();
-        let mut delivered = self.finish(s, io, images, channels.first().copied()).await;
+        // The layout's inputs, read once for every channel.
+        let design = match s.plan.as_ref().and_then(|p| p.headline.clone()) {
+            Some(headline) => self.design_inputs(s, headline).await,
+            None => None,
+        };
+        let mut delivered = self
+            .finish(s, io, images, channels.first().copied(), design.as_ref())
+            .await;
         for preset in channels.iter().skip(1) {
             let more = self
-                .finish(s, io, vec![best.image.clone()], Some(preset))
+                .finish(
+                    s,
+                    io,
+                    vec![best.image.clone()],
+                    Some(preset),
+                    design.as_ref(),
+                )
                 .await;
             delivered.extend(more);
         }
@@ -1183,58 +1203,67 @@ impl Agent {
         Ok(Phase::Done)
     }
 
-    /// `images` finished for one channel (or at their size when `preset` is `None`): the plan's
-    /// headline set in the brand's layout when it has one, else just resized.
+    /// What a layout of `headline` needs: the brand's kit and its stored logo files. Without a
+    /// brand kit there is no layout to follow, and the final message says the headline was not
+    /// set; an unreadable logo store gives designs without a logo, and says so.
+    async fn design_inputs(&self, s: &mut Session, headline: String) -> Option<Design> {
+        let (Some(ing), Some(brand), Some(kit)) =
+            (&self.tools.brands, s.brand.clone(), s.kit.clone())
+        else {
+            s.assumptions.push(format!(
+                "the headline “{headline}” was not set on the image: layouts follow a brand kit, and this brief has none"
+            ));
+            return None;
+        };
+        let logos = match ing.assets(&s.tenant, &brand).await {
+            Ok(logos) => logos,
+            Err(e) => {
+                s.assumptions.push(format!(
+                    "the brand's logo could not be read ({e}); no logo placed"
+                ));
+                Vec::new()
+            }
+        };
+        Some(Design {
+            headline,
+            kit,
+            assets: Assets::stored(logos),
+        })
+    }
+
+    /// `images` finished for one channel (or at their size when `preset` is `None`): set in the
+    /// brand's layout when there is a `design`, else just resized.
     async fn finish(
         &self,
         s: &mut Session,
         io: &SessionIo,
         images: Vec<ImageRef>,
         preset: Option<&'static resize::Preset>,
+        design: Option<&Design>,
     ) -> Vec<ImageRef> {
-        match s.plan.as_ref().and_then(|p| p.headline.clone()) {
-            Some(headline) => {
-                self.compose_headline(s, io, images, &headline, preset)
-                    .await
-            }
+        match design {
+            Some(d) => self.compose_headline(s, io, images, d, preset).await,
             None => self.size_for_channel(s, io, images, preset).await,
         }
     }
 
-    /// The plan's headline set on each delivered image in the brand's layout (`compose_layout`,
-    /// cropped to the channel's size first when the plan has one), then the finished design
-    /// critiqued on its pixels (layout, size, palette). Without a brand kit there is no layout
-    /// to follow: the images are sized for the channel and the final message says the headline
-    /// was not set. A failed composition delivers the sized image and says why.
+    /// The design's headline set on each image in the brand's layout (`compose_layout`,
+    /// cropped to `preset` first when there is one), then the finished design
+    /// critiqued on its pixels (layout, size, palette). A failed composition delivers the sized
+    /// image and says why.
     async fn compose_headline(
         &self,
         s: &mut Session,
         io: &SessionIo,
         images: Vec<ImageRef>,
-        headline: &str,
+        design: &Design,
         preset: Option<&'static resize::Preset>,
     ) -> Vec<ImageRef> {
-        let assets = match (&self.tools.brands, s.brand.clone(), s.kit.is_some()) {
-            (Some(ing), Some(brand), true) => match ing.assets(&s.tenant, &brand).await {
-                Ok(logos) => Some(Assets::stored(logos)),
-                Err(e) => {
-                    s.assumptions.push(format!(
-                        "the brand's logo could not be read ({e}); no logo placed"
-                    ));
-                    Some(Assets::stored(Vec::new()))
-                }
-            },
-            _ => None,
-        };
-        let (Some(assets), Some(kit)) = (assets, s.kit.clone()) else {
-            let note = format!(
-                "the headline “{headline}” was not set on the image: layouts follow a brand kit, and this brief has none"
-            );
-            if !s.assumptions.contains(&note) {
-                s.assumptions.push(note);
-            }
-            return self.size_for_channel(s, io, images, preset).await;
-        };
+        let Design {
+            headline,
+            kit,
+            assets,
+        } = design;
         let prompt = s.best().map(|b| b.prompt.clone()).unwrap_or_default();
         let mut out = Vec::with_capacity(images.len());
         for image in images {
@@ -1270,7 +1299,7 @@ impl Agent {
                 Ok((stored, c)) => {
                     self.tool_result(s, io, id, Tool::ComposeLayout, Ok(c.summary.clone()))
                         .await;
-                    self.critique_design(s, io, &stored, c, &kit, &prompt, preset)
+                    self.critique_design(s, io, &stored, c, kit, &prompt, preset)
                         .await;
                     out.push(stored);
                 }

@@ -484,17 +484,17 @@ pub fn compose(
             LogoPlacement::Placed {
                 element,
                 band_top,
-                band_bottom,
+                clear,
             } => {
                 if band_top {
-                    let cut = (element.rect.y + element.rect.height) as f32 + band_bottom;
+                    let cut = (element.rect.y + element.rect.height) as f32 + clear;
                     region = Frame {
                         y: cut,
                         h: (frame.bottom() - cut).max(0.0),
                         ..frame
                     };
                 } else {
-                    let cut = element.rect.y as f32 - band_bottom;
+                    let cut = element.rect.y as f32 - clear;
                     region = Frame {
                         h: (cut - frame.y).max(0.0),
                         ..frame
@@ -734,43 +734,17 @@ fn fit(
         let sub_px = (size * 0.42).max(min_body);
         let cta_px = (size * 0.36).max(min_body);
         let attempt = (|| {
-            let headline = text::wrap(headline_face, &args.headline, size, max_w).map_err(|e| {
-                let text::WrapError::WordTooWide(word) = e;
-                (
-                    "headline",
-                    format!("the word “{word}” is wider than the text area"),
-                )
-            })?;
-            if headline.len() > MAX_HEADLINE_LINES {
-                return Err((
-                    "headline",
-                    format!(
-                        "it needs {} lines; at most {MAX_HEADLINE_LINES}",
-                        headline.len()
-                    ),
-                ));
-            }
+            let headline = lines_within(
+                headline_face,
+                &args.headline,
+                size,
+                max_w,
+                MAX_HEADLINE_LINES,
+                "headline",
+            )?;
             let subline = match &args.subline {
                 None => Vec::new(),
-                Some(s) => {
-                    let lines = text::wrap(body_face, s, sub_px, max_w).map_err(|e| {
-                        let text::WrapError::WordTooWide(word) = e;
-                        (
-                            "subline",
-                            format!("the word “{word}” is wider than the text area"),
-                        )
-                    })?;
-                    if lines.len() > MAX_SUBLINE_LINES {
-                        return Err((
-                            "subline",
-                            format!(
-                                "it needs {} lines; at most {MAX_SUBLINE_LINES}",
-                                lines.len()
-                            ),
-                        ));
-                    }
-                    lines
-                }
+                Some(s) => lines_within(body_face, s, sub_px, max_w, MAX_SUBLINE_LINES, "subline")?,
             };
             let cta = args
                 .cta
@@ -817,13 +791,38 @@ fn fit(
     })
 }
 
+/// `text` wrapped to `max_w` at `px` in at most `max_lines` lines, or why not (for `field`).
+fn lines_within(
+    face: &rustybuzz::Face<'_>,
+    text: &str,
+    px: f32,
+    max_w: f32,
+    max_lines: usize,
+    field: &'static str,
+) -> std::result::Result<Vec<ShapedLine>, (&'static str, String)> {
+    let lines = text::wrap(face, text, px, max_w).map_err(|e| {
+        let text::WrapError::WordTooWide(word) = e;
+        (
+            field,
+            format!("the word “{word}” is wider than the text area"),
+        )
+    })?;
+    if lines.len() > max_lines {
+        return Err((
+            field,
+            format!("it needs {} lines; at most {max_lines}", lines.len()),
+        ));
+    }
+    Ok(lines)
+}
+
 enum LogoPlacement {
     Placed {
         element: Element,
         /// Whether the logo sits at the top of the frame (text goes below it).
         band_top: bool,
-        /// Clear space to keep between the logo and text.
-        band_bottom: f32,
+        /// Clear space to keep between the logo and text, in pixels.
+        clear: f32,
     },
     Skipped(String),
 }
@@ -966,7 +965,7 @@ fn place_logo(
             file: Some(file),
         },
         band_top: matches!(corner, Placement::TopLeft | Placement::TopRight),
-        band_bottom: logo.clear_space * at.w,
+        clear: logo.clear_space * at.w,
     })
 }
 

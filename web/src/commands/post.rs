@@ -57,10 +57,7 @@ pub fn run(command: PostCommand) -> anyhow::Result<()> {
                     },
                 },
             )?;
-            if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-            }
+            create_parent(&args.out)?;
             std::fs::write(&args.out, &converted.bytes)
                 .with_context(|| format!("writing {}", args.out.display()))?;
             println!("{}: {}", args.out.display(), converted.summary);
@@ -111,12 +108,18 @@ fn write_image(
     out: &std::path::Path,
     format: image::ImageFormat,
 ) -> anyhow::Result<()> {
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    create_parent(out)?;
     image
         .save_with_format(out, format)
         .with_context(|| format!("writing {}", out.display()))
+}
+
+/// Creates the folder `out` goes in.
+fn create_parent(out: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// The format the output's extension names.
