@@ -26,7 +26,7 @@ echo "== the example brands, stored in the embedded Qdrant engine, and one retri
 
 echo
 echo "== the agent: a brief → brand retrieval → plan → images → critique → refine → final message =="
-"$atelier" brief "A square Instagram post for our autumn blend: a ceramic cup of coffee on a wooden table in morning light." \
+"$atelier" brief "A square Instagram post and a story for our autumn blend with the headline 'Autumn blend': a ceramic cup of coffee on a wooden table in morning light." \
   --brand solstice --out out/brief
 
 if [ -f models/atelier-tiny/model.safetensors ]; then
