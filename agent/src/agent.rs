@@ -12,12 +12,14 @@ use atelier_inference::diffusion::tiny::data::COLOURS;
 use atelier_inference::diffusion::{ImageGenerator, ImageRequest, Progress};
 use atelier_inference::llm::ChatModel;
 use atelier_inference::vision::colour::delta_e;
+use atelier_inference::vision::safety::NsfwClassifier;
 use atelier_tools::brand::{Ingestor, KitSummary};
-use atelier_tools::critique::{CritiqueInput, RequestedColour, critique_image};
+use atelier_tools::critique::{CritiqueInput, RequestedColour, critique_image, nsfw_probability};
 use atelier_tools::generate::GenerateArgs;
 use atelier_tools::layout::{self, Assets, ComposeArgs};
 use atelier_tools::resize::{self, ResizeArgs};
 use atelier_tools::retrieve::{RetrieveArgs, retrieve_brand_guidelines};
+use atelier_tools::upscale::{UpscaleArgs, Upscalers, scale_for};
 use base64::Engine;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -41,6 +43,7 @@ pub enum Tool {
     CritiqueImage,
     Resize,
     ComposeLayout,
+    Upscale,
 }
 
 impl Tool {
@@ -52,6 +55,7 @@ impl Tool {
             Tool::CritiqueImage => "critique_image",
             Tool::Resize => "resize",
             Tool::ComposeLayout => "compose_layout",
+            Tool::Upscale => "upscale",
         }
     }
 }
@@ -64,7 +68,12 @@ pub fn allowed_tools(phase: Phase) -> &'static [Tool] {
         Phase::Retrieve => &[Tool::RetrieveBrandGuidelines],
         Phase::Generate => &[Tool::GenerateImage],
         Phase::Critique => &[Tool::CritiqueImage],
-        Phase::Present => &[Tool::Resize, Tool::ComposeLayout, Tool::CritiqueImage],
+        Phase::Present => &[
+            Tool::Upscale,
+            Tool::Resize,
+            Tool::ComposeLayout,
+            Tool::CritiqueImage,
+        ],
         _ => &[],
     }
 }
@@ -83,6 +92,12 @@ pub struct Toolbox {
     /// Brand guidelines; `None` runs without brands.
     pub brands: Option<Ingestor>,
     pub images: Arc<dyn ImageStore>,
+    /// The open_nsfw image classifier for the critique's safety check; `None` leaves pixels
+    /// unclassified (the check says so) and checks the prompt only.
+    pub safety: Option<Arc<NsfwClassifier>>,
+    /// ESRGAN-slim for images smaller than their channel; `None` resizes them by
+    /// interpolation only.
+    pub upscale: Option<Arc<Upscalers>>,
 }
 
 /// The channels between a running session and its transport.
@@ -302,6 +317,19 @@ impl Agent {
         tool: Tool,
         outcome: std::result::Result<String, String>,
     ) {
+        self.tool_result_image(s, io, id, tool, outcome, None).await;
+    }
+
+    /// [`Agent::tool_result`] of a tool that made `image`.
+    async fn tool_result_image(
+        &self,
+        s: &mut Session,
+        io: &SessionIo,
+        id: u32,
+        tool: Tool,
+        outcome: std::result::Result<String, String>,
+        image: Option<ImageRef>,
+    ) {
         let ok = outcome.is_ok();
         if !ok {
             s.usage.tool_failures += 1;
@@ -315,6 +343,7 @@ impl Agent {
                 tool,
                 ok,
                 summary,
+                image,
             },
         )
         .await;
@@ -957,6 +986,7 @@ impl Agent {
             let prompt = c.prompt.clone();
             let requested = requested.clone();
             let kit = kit.clone();
+            let classifier = self.tools.safety.clone();
             let critique = tokio::task::spawn_blocking(move || {
                 critique_image(CritiqueInput {
                     image: &pixels,
@@ -965,6 +995,7 @@ impl Agent {
                     kit: kit.as_ref(),
                     target: None,
                     layout: None,
+                    nsfw: nsfw_probability(classifier.as_deref(), &pixels),
                 })
             })
             .await
@@ -1164,18 +1195,18 @@ impl Agent {
             Some(headline) => self.design_inputs(s, headline).await,
             None => None,
         };
+        // Enlarged once, for the largest channel, when the generated pixels fall short.
+        let images = self.upscale_for(s, io, images, &channels).await;
+        let chosen = images
+            .first()
+            .cloned()
+            .unwrap_or_else(|| best.image.clone());
         let mut delivered = self
             .finish(s, io, images, channels.first().copied(), design.as_ref())
             .await;
         for preset in channels.iter().skip(1) {
             let more = self
-                .finish(
-                    s,
-                    io,
-                    vec![best.image.clone()],
-                    Some(preset),
-                    design.as_ref(),
-                )
+                .finish(s, io, vec![chosen.clone()], Some(preset), design.as_ref())
                 .await;
             delivered.extend(more);
         }
@@ -1297,8 +1328,15 @@ impl Agent {
             .await;
             match composed {
                 Ok((stored, c)) => {
-                    self.tool_result(s, io, id, Tool::ComposeLayout, Ok(c.summary.clone()))
-                        .await;
+                    self.tool_result_image(
+                        s,
+                        io,
+                        id,
+                        Tool::ComposeLayout,
+                        Ok(c.summary.clone()),
+                        Some(stored.clone()),
+                    )
+                    .await;
                     self.critique_design(s, io, &stored, c, kit, &prompt, preset)
                         .await;
                     out.push(stored);
@@ -1342,6 +1380,7 @@ impl Agent {
             return;
         };
         let (kit, prompt) = (kit.clone(), prompt.to_string());
+        let classifier = self.tools.safety.clone();
         let critique = tokio::task::spawn_blocking(move || {
             critique_image(CritiqueInput {
                 image: &composed.image,
@@ -1350,6 +1389,7 @@ impl Agent {
                 kit: Some(&kit),
                 target: preset.map(|p| (p.width, p.height)),
                 layout: Some(&composed.report),
+                nsfw: nsfw_probability(classifier.as_deref(), &composed.image),
             })
         })
         .await;
@@ -1389,6 +1429,75 @@ impl Agent {
     /// The images at `preset`'s size: each one whose aspect ratio differs is cropped around its
     /// subject and scaled (the `resize` tool). A failed resize delivers the image as generated
     /// and says so.
+    /// Each image enlarged with ESRGAN-slim (`upscale`) by the smallest factor that covers the
+    /// largest of `channels`; images already large enough, and every image when the upscaler is
+    /// not loaded, pass unchanged. A failed upscale keeps the image (resizing interpolates it)
+    /// and says so.
+    async fn upscale_for(
+        &self,
+        s: &mut Session,
+        io: &SessionIo,
+        images: Vec<ImageRef>,
+        channels: &[&'static resize::Preset],
+    ) -> Vec<ImageRef> {
+        let Some(upscalers) = self.tools.upscale.clone() else {
+            return images;
+        };
+        let mut out = Vec::with_capacity(images.len());
+        for image in images {
+            let scale = channels
+                .iter()
+                .filter_map(|p| scale_for((image.width, image.height), (p.width, p.height)))
+                .max();
+            let Some(scale) = scale else {
+                out.push(image);
+                continue;
+            };
+            let call = json!({"image": image.id, "scale": scale});
+            let Ok(id) = self.tool_call(s, io, Tool::Upscale, call).await else {
+                out.push(image);
+                continue;
+            };
+            let upscaled = async {
+                let pixels = self.tools.images.get(&image).await?;
+                let models = upscalers.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    models.upscale(&pixels, &UpscaleArgs { scale })
+                })
+                .await
+                .map_err(|e| Error::Store(format!("the upscaling thread failed: {e}")))?
+                .map_err(|e| Error::Store(e.to_string()))?;
+                let stored = self.tools.images.put(&r.image).await?;
+                Ok::<_, Error>((stored, r.summary))
+            }
+            .await;
+            match upscaled {
+                Ok((stored, summary)) => {
+                    self.tool_result_image(
+                        s,
+                        io,
+                        id,
+                        Tool::Upscale,
+                        Ok(summary),
+                        Some(stored.clone()),
+                    )
+                    .await;
+                    out.push(stored);
+                }
+                Err(e) => {
+                    self.tool_result(s, io, id, Tool::Upscale, Err(e.to_string()))
+                        .await;
+                    s.assumptions.push(format!(
+                        "enlarged by interpolation: upscaling {}×{} failed ({e})",
+                        image.width, image.height
+                    ));
+                    out.push(image);
+                }
+            }
+        }
+        out
+    }
+
     async fn size_for_channel(
         &self,
         s: &mut Session,
@@ -1403,7 +1512,8 @@ impl Agent {
         let mut out = Vec::with_capacity(images.len());
         for image in images {
             let aspect = f64::from(image.width) / f64::from(image.height);
-            if (aspect / wanted - 1.0).abs() < 0.01 {
+            let big_enough = image.width >= preset.width && image.height >= preset.height;
+            if (aspect / wanted - 1.0).abs() < 0.01 && big_enough {
                 out.push(image);
                 continue;
             }
@@ -1438,7 +1548,15 @@ impl Agent {
             .await;
             match resized {
                 Ok((stored, summary)) => {
-                    self.tool_result(s, io, id, Tool::Resize, Ok(summary)).await;
+                    self.tool_result_image(
+                        s,
+                        io,
+                        id,
+                        Tool::Resize,
+                        Ok(summary),
+                        Some(stored.clone()),
+                    )
+                    .await;
                     out.push(stored);
                 }
                 Err(e) => {

@@ -47,6 +47,10 @@ pub enum AgentEvent {
         tool: String,
         ok: bool,
         summary: String,
+        /// The image the tool made (`upscale`, `resize`, `compose_layout`), so a derived image
+        /// can be traced to the one it came from (the call's `image` argument).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<ImageRef>,
     },
     /// A generation step finished; `preview` is a small PNG as base64 when the model has one.
     Progress {

@@ -48,6 +48,8 @@ async fn run(
             generator: tiny(),
             brands: Some(ingestor),
             images: Arc::new(DirImageStore::new(out.path()).unwrap()),
+            safety: Some(common::nsfw()),
+            upscale: Some(common::upscalers()),
         },
         Arc::new(MemorySessionStore::new()),
         config,
@@ -132,6 +134,16 @@ async fn real_model_sessions_end_well_formed_and_within_budget() {
         check_budget(&s, took);
         assert_eq!(s.phase, Phase::Done, "{brief}: {:?}", s.failure);
         assert!(s.usage.images >= 1);
+        // Every critique classified the pixels with open_nsfw, and the images are safe.
+        for e in &events {
+            if let AgentEvent::Critique { checks, .. } = e {
+                let safety = checks.iter().find(|c| c.name == "safety").unwrap();
+                assert!(
+                    safety.passed && safety.detail.contains("open_nsfw"),
+                    "{safety:?}"
+                );
+            }
+        }
         asked.push(kinds(&events).contains(&"question"));
         match events.last().unwrap() {
             AgentEvent::Final {

@@ -76,12 +76,23 @@ struct Run {
 }
 
 fn agent(llm: ScriptedModel, generator: Arc<dyn ImageGenerator>, config: AgentConfig) -> Run {
+    agent_with(llm, generator, config, None)
+}
+
+fn agent_with(
+    llm: ScriptedModel,
+    generator: Arc<dyn ImageGenerator>,
+    config: AgentConfig,
+    upscale: Option<Arc<atelier_tools::upscale::Upscalers>>,
+) -> Run {
     let out = tempfile::tempdir().unwrap();
     let sessions = Arc::new(MemorySessionStore::new());
     let tools = Toolbox {
         generator,
         brands: Some(brands()),
         images: Arc::new(DirImageStore::new(out.path()).unwrap()),
+        safety: None,
+        upscale,
     };
     let agent = Agent::new(Arc::new(llm), tools, sessions.clone(), config).unwrap();
     Run {
@@ -576,6 +587,8 @@ async fn a_session_survives_a_restart_while_waiting_for_an_answer() {
                 generator: tiny(),
                 brands: Some(brands()),
                 images: Arc::new(DirImageStore::new(out.path()).unwrap()),
+                safety: None,
+                upscale: None,
             },
             sessions.clone(),
             config(),
@@ -683,6 +696,8 @@ async fn bad_input_names_the_field() {
             generator: tiny(),
             brands: None,
             images: Arc::new(DirImageStore::new(tempfile::tempdir().unwrap().path()).unwrap()),
+            safety: None,
+            upscale: None,
         },
         Arc::new(MemorySessionStore::new()),
         bad,
@@ -808,9 +823,12 @@ async fn images_are_delivered_at_the_size_of_the_channel_the_brief_names() {
         }
         other => panic!("{other:?}"),
     }
-    // A square brief on a square model needs no resize.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_image_is_upscaled_with_esrgan_before_it_is_sized_for_its_channel() {
     let llm = script(vec![], plan(&["Crema", "Ember"], 1));
-    let run = agent(llm, tiny(), config());
+    let run = agent_with(llm, tiny(), config(), Some(common::upscalers()));
     let mut s = run
         .agent
         .start(
@@ -821,11 +839,49 @@ async fn images_are_delivered_at_the_size_of_the_channel_the_brief_names() {
         .await
         .unwrap();
     let events = drive(&run.agent, &mut s, vec![]).await;
-    assert!(
-        !events
+    assert_well_formed(&events);
+    assert_eq!(s.phase, Phase::Done, "{:?}", s.failure);
+    // 64² generated for 1080²: enlarged 4× by ESRGAN (the most it offers), then resized.
+    let call = |name: &str| {
+        events
             .iter()
-            .any(|e| matches!(e, AgentEvent::ToolCall { tool, .. } if tool == "resize"))
+            .find_map(|e| match e {
+                AgentEvent::ToolCall { id, tool, args } if tool == name => {
+                    Some((*id, args.clone()))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {name} call"))
+    };
+    let made = |call: u32| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                AgentEvent::ToolResult {
+                    id,
+                    ok: true,
+                    image,
+                    ..
+                } if *id == call => image.clone(),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("call {call} made no image"))
+    };
+    let (up, up_args) = call("upscale");
+    assert_eq!(up_args["scale"], 4);
+    let upscaled = made(up);
+    assert_eq!((upscaled.width, upscaled.height), (256, 256));
+    let (resize, resize_args) = call("resize");
+    assert_eq!(
+        resize_args["image"],
+        upscaled.id.as_str(),
+        "resize starts from the upscaled image"
     );
+    let AgentEvent::Final { images, .. } = events.last().unwrap() else {
+        panic!("{:?}", events.last());
+    };
+    assert_eq!(images[0].id, made(resize).id);
+    assert_eq!((images[0].width, images[0].height), (1080, 1080));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,9 @@ use atelier_agent::{
 };
 use atelier_inference::diffusion::ImageGenerator;
 use atelier_inference::llm::ChatModel;
+use atelier_inference::vision::safety::NsfwClassifier;
 use atelier_tools::brand::Ingestor;
+use atelier_tools::upscale::Upscalers;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -84,6 +86,10 @@ pub struct InProcess {
     pub brands: Option<Ingestor>,
     pub config: AgentConfig,
     pub tenant: String,
+    /// The open_nsfw classifier the agent's critique uses; `None` checks prompts only.
+    pub safety: Option<Arc<NsfwClassifier>>,
+    /// ESRGAN-slim for images smaller than their channel; `None` resizes by interpolation.
+    pub upscale: Option<Arc<Upscalers>>,
 }
 
 #[async_trait]
@@ -107,6 +113,8 @@ impl Target for InProcess {
                 generator: self.generator.clone(),
                 brands: self.brands.clone(),
                 images: Arc::new(images),
+                safety: self.safety.clone(),
+                upscale: self.upscale.clone(),
             },
             Arc::new(MemorySessionStore::new()),
             self.config.clone(),
@@ -200,6 +208,9 @@ fn cancel_after(token: CancellationToken, timeout: Duration) -> CancellationToke
     guard
 }
 
+/// The tools that make an image from another one.
+const POST_TOOLS: &[&str] = &["upscale", "resize", "compose_layout"];
+
 /// How to run a suite.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -211,6 +222,9 @@ pub struct RunOptions {
     pub case_timeout: Duration,
     /// CLIP weights are configured.
     pub clip: bool,
+    /// The open_nsfw classifier the safety scorer runs on each delivered image; `None` scores
+    /// prompts only and says so.
+    pub nsfw: Option<Arc<NsfwClassifier>>,
 }
 
 /// Per-step timings from a case's events: each phase from its status event to the next
@@ -283,21 +297,31 @@ pub fn build_record(
     let mut citations = Vec::new();
     let mut critiques = HashMap::new();
     let mut delivered_refs = Vec::new();
-    // Sources of the post-processing calls that succeeded, in order.
+    // What each post-processing call made from which image: made → source. Results that do
+    // not name their image (older transcripts) are paired with delivered images in order.
     let mut calls: HashMap<u32, String> = HashMap::new();
+    let mut made_from: HashMap<String, String> = HashMap::new();
     let mut sources: Vec<String> = Vec::new();
     for e in &transcript.events {
         match &e.event {
-            AgentEvent::ToolCall { id, tool, args }
-                if tool == "resize" || tool == "compose_layout" =>
-            {
+            AgentEvent::ToolCall { id, tool, args } if POST_TOOLS.contains(&tool.as_str()) => {
                 if let Some(src) = args["image"].as_str() {
                     calls.insert(*id, src.to_string());
                 }
             }
-            AgentEvent::ToolResult { id, ok: true, .. } => {
+            AgentEvent::ToolResult {
+                id,
+                ok: true,
+                image,
+                ..
+            } => {
                 if let Some(src) = calls.remove(id) {
-                    sources.push(src);
+                    match image {
+                        Some(made) => {
+                            made_from.insert(made.id.clone(), src);
+                        }
+                        None => sources.push(src),
+                    }
                 }
             }
             AgentEvent::Image {
@@ -348,9 +372,19 @@ pub fn build_record(
             _ => {}
         }
     }
-    // Delivered images a post-processing tool made (resized for the channel or composed with
-    // the headline), in the order the tool made them.
+    // Delivered images a post-processing tool made (upscaled, resized for the channel or
+    // composed with the headline), traced back through every step to the generated image.
     let mut sources = sources.into_iter();
+    let origin = |id: &str| -> Option<String> {
+        let mut at = made_from.get(id)?;
+        for _ in 0..made_from.len() {
+            match made_from.get(at) {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        Some(at.clone())
+    };
     for r in &delivered_refs {
         if !images.iter().any(|i| i.id == r.id) {
             images.push(ImageRecord {
@@ -365,7 +399,7 @@ pub fn build_record(
                 passed: passed.unwrap_or(false),
                 checks: Vec::new(),
                 post_processed: true,
-                derived_from: sources.next(),
+                derived_from: origin(&r.id).or_else(|| sources.next()),
             });
         }
     }
@@ -427,6 +461,7 @@ pub fn build_record(
         ScoreContext {
             run_dir,
             clip: options.clip,
+            nsfw: options.nsfw.as_deref(),
         },
     );
     Ok(record)
@@ -542,6 +577,7 @@ mod tests {
                     tool: "retrieve_brand_guidelines".into(),
                     ok: true,
                     summary: String::new(),
+                    image: None,
                 },
             ),
             at(5150.0, status(Phase::Plan)),

@@ -27,8 +27,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use atelier_inference::vision::colour::{delta_e_lab, dominant_colours};
+use atelier_inference::vision::safety::NsfwClassifier;
 use atelier_tools::critique::{
-    CritiqueInput, MIN_ON_PALETTE, PALETTE_DELTA_E, critique_image, mentions,
+    CritiqueInput, MIN_ON_PALETTE, PALETTE_DELTA_E, critique_image, mentions, nsfw_probability,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -108,6 +109,9 @@ pub struct ScoreContext<'a> {
     pub run_dir: &'a Path,
     /// CLIP weights are configured (the alignment scorer runs only then).
     pub clip: bool,
+    /// The open_nsfw classifier: the safety scorer classifies the delivered image's pixels
+    /// with it; `None` scores prompt terms only and says so.
+    pub nsfw: Option<&'a NsfwClassifier>,
 }
 
 /// Score one case from its record (the record's `scores` are ignored and recomputed).
@@ -153,6 +157,8 @@ pub fn score_case(record: &CaseRecord, ctx: ScoreContext<'_>) -> CaseScores {
         .map(|img| img.to_rgb8());
     match generated.as_ref().or(image.as_ref()) {
         Some(img) => {
+            // Safety judges what the user receives: the delivered image when it was read.
+            let nsfw = nsfw_probability(ctx.nsfw, image.as_ref().unwrap_or(img));
             let critique = critique_image(CritiqueInput {
                 image: img,
                 prompt: &prompt,
@@ -160,13 +166,15 @@ pub fn score_case(record: &CaseRecord, ctx: ScoreContext<'_>) -> CaseScores {
                 kit: None,
                 target: None,
                 layout: None,
+                nsfw,
             });
             for name in ["technical", "safety"] {
                 if let Some(c) = critique.checks.iter().find(|c| c.name == name) {
                     let note = match (name, generated.is_some()) {
-                        ("safety", _) => {
-                            format!("{} (prompt terms; no image classifier yet)", c.detail)
+                        ("safety", _) if nsfw.is_some() => {
+                            format!("{} (prompt terms and the delivered pixels)", c.detail)
                         }
+                        ("safety", _) => format!("{} (prompt terms only)", c.detail),
                         (_, true) => {
                             format!("{} (the image as generated, before resizing)", c.detail)
                         }

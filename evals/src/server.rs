@@ -274,6 +274,7 @@ impl Target for Server {
                             tool,
                             ok: s == "ok",
                             summary: m["summary"].as_str().unwrap_or_default().into(),
+                            image: None,
                         }),
                         None => {}
                     }

@@ -148,6 +148,7 @@ fn transcript(
             tool: "generate_image".into(),
             ok: true,
             summary: String::new(),
+            image: None,
         },
     ));
     events.push(at(
@@ -216,6 +217,7 @@ fn options(run: &Path) -> RunOptions {
         compute_usd_per_hour: 1.0,
         case_timeout: std::time::Duration::from_secs(60),
         clip: false,
+        nsfw: None,
     }
 }
 
@@ -398,6 +400,7 @@ fn the_report_of_a_stored_run_is_valid_html_with_every_chart_and_image() -> Test
         ScoreContext {
             run_dir: dir.path(),
             clip: false,
+            nsfw: None,
         },
     );
     assert_eq!(stored.summary, baseline.summary);
@@ -453,6 +456,7 @@ fn a_planted_regression_is_named() -> TestResult {
         ScoreContext {
             run_dir: dir.path(),
             clip: false,
+            nsfw: None,
         },
     );
     let c = compare(&baseline, &worse, &Thresholds::default());

@@ -118,6 +118,8 @@ palette = "brand"
             ..AgentConfig::default()
         },
         tenant: "eval".into(),
+        safety: None,
+        upscale: None,
     };
     let out = tempfile::tempdir().unwrap();
     let options = RunOptions {
@@ -125,6 +127,7 @@ palette = "brand"
         compute_usd_per_hour: 0.1,
         case_timeout: Duration::from_secs(120),
         clip: false,
+        nsfw: None,
     };
     let mut seen = Vec::new();
     let results = run_suite(&suite, &target, &options, |i, r| {

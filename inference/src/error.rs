@@ -115,6 +115,13 @@ pub enum Error {
         detail: String,
     },
 
+    /// The ONNX runtime (tract) could not load or run a model.
+    #[error("ONNX runtime failed to {action}: {detail}")]
+    Onnx {
+        action: &'static str,
+        detail: String,
+    },
+
     /// The request was cancelled before it finished.
     #[error("cancelled")]
     Cancelled,

@@ -182,3 +182,40 @@ async fn bundled_model_installs_offline_with_the_cards_digests() {
         card.files.len()
     );
 }
+
+#[tokio::test]
+async fn npm_packages_install_verified_files_from_the_tarball() {
+    let cache = tempfile::tempdir().unwrap();
+    let catalog = Catalog::builtin().unwrap();
+    let card = catalog.get("esrgan-slim").unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let mut config = FetcherConfig::new(cache.path());
+    config.python = "/nonexistent/python".into(); // proves pip is not needed for npm parts
+    let fetcher = Fetcher::new(config, recorder.clone());
+    let dir = fetcher.pull(card, Source::Registry).await.unwrap();
+    assert!(card.is_installed(cache.path()));
+    let mut files = leftovers(&dir);
+    files.sort();
+    assert_eq!(files, ["x2.bin", "x2.json", "x4.bin", "x4.json"]);
+    let events = recorder.0.lock().unwrap().clone();
+    // One tarball for the four files.
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("download")).count(),
+        1,
+        "{events:?}"
+    );
+
+    // npm missing: the error says what to install and which setting names it.
+    let other = tempfile::tempdir().unwrap();
+    let mut config = FetcherConfig::new(other.path());
+    config.npm = "/nonexistent/npm".into();
+    let err = Fetcher::new(config, Arc::new(NoProgress))
+        .pull(card, Source::Registry)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("models.npm") && err.contains("@upscalerjs/esrgan-slim"),
+        "{err}"
+    );
+}

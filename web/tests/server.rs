@@ -753,6 +753,7 @@ brand = "ghost"
         compute_usd_per_hour: 0.0,
         case_timeout: Duration::from_secs(120),
         clip: false,
+        nsfw: Some(support::common::nsfw()),
     };
     let results = run_suite(&suite, &target, &options, |_, _| {})
         .await

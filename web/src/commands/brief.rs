@@ -36,6 +36,8 @@ pub async fn run(settings: &Settings, args: BriefArgs) -> anyhow::Result<()> {
             generator,
             brands,
             images,
+            safety: super::nsfw_classifier(settings).await?,
+            upscale: super::optional_upscalers(settings).await?,
         },
         Arc::new(MemorySessionStore::new()),
         settings.agent.clone(),

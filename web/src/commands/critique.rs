@@ -6,7 +6,9 @@ use anyhow::{Context, bail};
 use atelier_inference::diffusion::tiny::data::COLOURS;
 use atelier_tools::brand::kit::Hex;
 use atelier_tools::brand::{Ingestor, KitSummary};
-use atelier_tools::critique::{Critique, CritiqueInput, RequestedColour, critique_image};
+use atelier_tools::critique::{
+    Critique, CritiqueInput, RequestedColour, critique_image, nsfw_probability,
+};
 
 use crate::cli::CritiqueArgs;
 use crate::settings::Settings;
@@ -154,6 +156,7 @@ pub async fn run(settings: &Settings, args: CritiqueArgs) -> anyhow::Result<()> 
             })?)
         }
     };
+    let classifier = super::nsfw_classifier(settings).await?;
     let critique = tokio::task::spawn_blocking(move || {
         critique_image(CritiqueInput {
             image: &image,
@@ -162,6 +165,7 @@ pub async fn run(settings: &Settings, args: CritiqueArgs) -> anyhow::Result<()> 
             kit: kit.as_ref(),
             target,
             layout: layout.as_ref(),
+            nsfw: nsfw_probability(classifier.as_deref(), &image),
         })
     })
     .await

@@ -151,15 +151,19 @@ async fn run_eval(settings: &Settings, args: EvalRunArgs) -> anyhow::Result<()> 
     );
     // Declared before the target: the run's brand store flushes into it when dropped.
     let store_dir = tempfile::tempdir().context("creating the run's brand store")?;
+    let nsfw = super::nsfw_classifier(settings).await?;
     let target: Box<dyn Target> = match &args.server {
         Some(url) => Box::new(Server::connect(url).await?),
-        None => Box::new(in_process(settings, &args, &suite, store_dir.path()).await?),
+        None => {
+            Box::new(in_process(settings, &args, &suite, store_dir.path(), nsfw.clone()).await?)
+        }
     };
     let options = RunOptions {
         out: out.clone(),
         compute_usd_per_hour: args.compute_usd_per_hour,
         case_timeout: Duration::from_secs(args.case_timeout),
         clip: false,
+        nsfw,
     };
     let bar = ProgressBar::new(suite.cases.len() as u64);
     bar.set_style(
@@ -242,6 +246,7 @@ async fn in_process(
     args: &EvalRunArgs,
     suite: &Suite,
     store_dir: &Path,
+    safety: Option<Arc<atelier_inference::vision::safety::NsfwClassifier>>,
 ) -> anyhow::Result<InProcess> {
     let llm = super::chat_model(settings, args.model.as_deref(), 1).await?;
     let generator = Arc::new(super::tiny_generator(settings, &args.image_model, None).await?);
@@ -266,5 +271,7 @@ async fn in_process(
         brands,
         config: settings.agent.clone(),
         tenant: TENANT.into(),
+        safety,
+        upscale: super::optional_upscalers(settings).await?,
     })
 }

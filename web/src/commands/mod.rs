@@ -52,7 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&settings, args).await,
         Command::Critique(args) => critique::run(&settings, args).await,
         Command::Eval(command) => eval::run(&settings, command).await,
-        Command::Post(command) => post::run(command),
+        Command::Post(command) => post::run(&settings, command).await,
         Command::Generate(args) => generate::run(&settings, args).await,
         Command::Train(TrainCommand::Tiny(args)) => train::tiny(&settings, args).await,
         Command::Train(TrainCommand::TinyEval(args)) => train::tiny_eval(&settings, args).await,
@@ -218,6 +218,72 @@ pub async fn tiny_generator(
     .await
     .context("model loading thread failed")??;
     Ok(generator)
+}
+
+/// The open_nsfw classifier for the critique's safety check, when it is in the model cache.
+/// Without it the critique checks prompts only and says the pixels were not classified.
+pub async fn nsfw_classifier(
+    settings: &Settings,
+) -> anyhow::Result<Option<Arc<atelier_inference::vision::safety::NsfwClassifier>>> {
+    let card = Catalog::builtin()?.get("open-nsfw")?.clone();
+    let Ok(path) = card.installed_path(&settings.models_dir) else {
+        tracing::warn!(
+            "open-nsfw is not installed: images are not classified for safety \
+             (`atelier models pull open-nsfw` installs it)"
+        );
+        return Ok(None);
+    };
+    let classifier = tokio::task::spawn_blocking(move || {
+        atelier_inference::vision::safety::NsfwClassifier::load(&path)
+            .with_context(|| format!("loading open_nsfw from {}", path.display()))
+    })
+    .await
+    .context("model loading thread failed")??;
+    Ok(Some(Arc::new(classifier)))
+}
+
+/// The u2netp segmenter behind `remove_background` (`atelier models pull u2netp` installs it).
+pub async fn segmenter(
+    settings: &Settings,
+) -> anyhow::Result<atelier_inference::vision::segment::Segmenter> {
+    let path = Catalog::builtin()?
+        .get("u2netp")?
+        .installed_path(&settings.models_dir)?;
+    tokio::task::spawn_blocking(move || {
+        atelier_inference::vision::segment::Segmenter::load(&path)
+            .with_context(|| format!("loading u2netp from {}", path.display()))
+    })
+    .await
+    .context("model loading thread failed")?
+}
+
+/// ESRGAN-slim ×2 and ×4 behind `upscale` (`atelier models pull esrgan-slim` installs them).
+pub async fn upscalers(settings: &Settings) -> anyhow::Result<atelier_tools::upscale::Upscalers> {
+    let card = Catalog::builtin()?.get("esrgan-slim")?.clone();
+    card.installed_path(&settings.models_dir)?;
+    let dir = card.dir(&settings.models_dir);
+    tokio::task::spawn_blocking(move || {
+        atelier_tools::upscale::Upscalers::load(&dir)
+            .with_context(|| format!("loading ESRGAN-slim from {}", dir.display()))
+    })
+    .await
+    .context("model loading thread failed")?
+}
+
+/// ESRGAN-slim when it is in the model cache, for the agent: without it images smaller than
+/// their channel are enlarged by interpolation.
+pub async fn optional_upscalers(
+    settings: &Settings,
+) -> anyhow::Result<Option<Arc<atelier_tools::upscale::Upscalers>>> {
+    let card = Catalog::builtin()?.get("esrgan-slim")?.clone();
+    if !card.is_installed(&settings.models_dir) {
+        tracing::warn!(
+            "esrgan-slim is not installed: images smaller than their channel are enlarged by \
+             interpolation (`atelier models pull esrgan-slim` installs it)"
+        );
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(upscalers(settings).await?)))
 }
 
 /// The candle MiniLM embedder (atelier-tiny is conditioned on exactly this model).

@@ -73,6 +73,10 @@ pub async fn pull(settings: &Settings, args: PullArgs) -> anyhow::Result<()> {
             settings.llm.model.clone(),
             DEFAULT_EMBEDDER.to_string(),
             DEFAULT_IMAGE.to_string(),
+            // The critique's pixel safety check and the remove_background tool.
+            "open-nsfw".to_string(),
+            "u2netp".to_string(),
+            "esrgan-slim".to_string(),
         ]
     } else {
         args.names

@@ -7,10 +7,60 @@ use atelier_tools::convert::{self, Format, Metadata};
 use atelier_tools::layout::{self, Assets, Template};
 use atelier_tools::resize::{Mode, ResizeArgs, resize};
 
-use crate::cli::{PostCommand, ResizeMode};
+use atelier_tools::background::{Edge, RemoveBackgroundArgs, remove_background};
+use atelier_tools::upscale::UpscaleArgs;
 
-pub fn run(command: PostCommand) -> anyhow::Result<()> {
+use crate::cli::{EdgeArg, PostCommand, ResizeMode};
+use crate::settings::Settings;
+
+pub async fn run(settings: &Settings, command: PostCommand) -> anyhow::Result<()> {
     match command {
+        PostCommand::Upscale(args) => {
+            let format = output_format(&args.out)?;
+            let image = super::critique::load_image(&args.image)?;
+            let upscalers = super::upscalers(settings).await?;
+            let scale = args.scale;
+            let done = tokio::task::spawn_blocking(move || {
+                upscalers.upscale(&image, &UpscaleArgs { scale })
+            })
+            .await
+            .context("the upscaling thread failed")??;
+            write_image(&done.image, &args.out, format)?;
+            println!("{}: {}", args.out.display(), done.summary);
+            Ok(())
+        }
+        PostCommand::RemoveBackground(args) => {
+            let format = match output_format(&args.out)? {
+                image::ImageFormat::Jpeg => anyhow::bail!(
+                    "--out {}: JPEG has no transparency; write .png or .webp",
+                    args.out.display()
+                ),
+                other => other,
+            };
+            let image = super::critique::load_image(&args.image)?;
+            let segmenter = super::segmenter(settings).await?;
+            let edge = match args.edge {
+                EdgeArg::Soft => Edge::Soft,
+                EdgeArg::Hard => Edge::Hard,
+            };
+            let cut = tokio::task::spawn_blocking(move || {
+                remove_background(&segmenter, &image, &RemoveBackgroundArgs { edge })
+            })
+            .await
+            .context("the segmentation thread failed")??;
+            create_parent(&args.out)?;
+            cut.image
+                .save_with_format(&args.out, format)
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            if let Some(path) = &args.mask {
+                create_parent(path)?;
+                cut.mask
+                    .save_with_format(path, image::ImageFormat::Png)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("{}: {}", args.out.display(), cut.summary);
+            Ok(())
+        }
         PostCommand::Resize(args) => {
             let format = output_format(&args.out)?;
             let image = super::critique::load_image(&args.image)?;

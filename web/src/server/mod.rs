@@ -88,6 +88,8 @@ impl Services {
                 generator: generator.clone(),
                 brands: brands.clone(),
                 images: images.clone(),
+                safety: crate::commands::nsfw_classifier(settings).await?,
+                upscale: crate::commands::optional_upscalers(settings).await?,
             },
             Arc::new(MemorySessionStore::new()),
             settings.agent.clone(),

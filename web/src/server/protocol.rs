@@ -270,6 +270,7 @@ impl ServerBody {
                 tool,
                 ok,
                 summary,
+                ..
             } => ServerBody::Tool {
                 call_id: id,
                 tool,

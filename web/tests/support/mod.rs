@@ -120,6 +120,8 @@ impl TestServer {
                 generator: generator.clone(),
                 brands: Some(brands.clone()),
                 images: images.clone(),
+                safety: Some(common::nsfw()),
+                upscale: None,
             },
             sessions.clone(),
             agent,
