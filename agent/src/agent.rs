@@ -21,6 +21,7 @@ use atelier_tools::resize::{self, ResizeArgs};
 use atelier_tools::retrieve::{RetrieveArgs, retrieve_brand_guidelines};
 use atelier_tools::upscale::{UpscaleArgs, Upscalers, scale_for};
 use base64::Engine;
+use image::RgbImage;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -1313,19 +1314,15 @@ impl Agent {
                 out.push(image);
                 continue;
             };
-            let composed = async {
-                let pixels = self.tools.images.get(&image).await?;
-                let (kit, assets) = (kit.clone(), assets.clone());
-                let c = tokio::task::spawn_blocking(move || {
-                    layout::compose(&pixels, &kit, &assets, &args)
-                })
-                .await
-                .map_err(|e| Error::Store(format!("the layout thread failed: {e}")))?
-                .map_err(|e| Error::Store(e.to_string()))?;
-                let stored = self.tools.images.put(&c.image).await?;
-                Ok::<_, Error>((stored, c))
-            }
-            .await;
+            let (style, marks) = (kit.clone(), assets.clone());
+            let composed = self
+                .derive(
+                    &image,
+                    "layout",
+                    move |pixels| layout::compose(pixels, &style, &marks, &args),
+                    |c| &c.image,
+                )
+                .await;
             match composed {
                 Ok((stored, c)) => {
                     self.tool_result_image(
@@ -1429,6 +1426,24 @@ impl Agent {
     /// The images at `preset`'s size: each one whose aspect ratio differs is cropped around its
     /// subject and scaled (the `resize` tool). A failed resize delivers the image as generated
     /// and says so.
+    /// Runs a post-processing tool on `image`'s pixels off the async threads and stores the
+    /// image it made (`made` picks it from the tool's output); returns both.
+    async fn derive<T: Send + 'static>(
+        &self,
+        image: &ImageRef,
+        what: &'static str,
+        tool: impl FnOnce(&RgbImage) -> atelier_tools::Result<T> + Send + 'static,
+        made: fn(&T) -> &RgbImage,
+    ) -> Result<(ImageRef, T)> {
+        let pixels = self.tools.images.get(image).await?;
+        let output = tokio::task::spawn_blocking(move || tool(&pixels))
+            .await
+            .map_err(|e| Error::Store(format!("the {what} thread failed: {e}")))?
+            .map_err(|e| Error::Store(e.to_string()))?;
+        let stored = self.tools.images.put(made(&output)).await?;
+        Ok((stored, output))
+    }
+
     /// Each image enlarged with ESRGAN-slim (`upscale`) by the smallest factor that covers the
     /// largest of `channels`; images already large enough, and every image when the upscaler is
     /// not loaded, pass unchanged. A failed upscale keeps the image (resizing interpolates it)
@@ -1458,27 +1473,23 @@ impl Agent {
                 out.push(image);
                 continue;
             };
-            let upscaled = async {
-                let pixels = self.tools.images.get(&image).await?;
-                let models = upscalers.clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    models.upscale(&pixels, &UpscaleArgs { scale })
-                })
-                .await
-                .map_err(|e| Error::Store(format!("the upscaling thread failed: {e}")))?
-                .map_err(|e| Error::Store(e.to_string()))?;
-                let stored = self.tools.images.put(&r.image).await?;
-                Ok::<_, Error>((stored, r.summary))
-            }
-            .await;
+            let models = upscalers.clone();
+            let upscaled = self
+                .derive(
+                    &image,
+                    "upscaling",
+                    move |pixels| models.upscale(pixels, &UpscaleArgs { scale }),
+                    |r| &r.image,
+                )
+                .await;
             match upscaled {
-                Ok((stored, summary)) => {
+                Ok((stored, r)) => {
                     self.tool_result_image(
                         s,
                         io,
                         id,
                         Tool::Upscale,
-                        Ok(summary),
+                        Ok(r.summary),
                         Some(stored.clone()),
                     )
                     .await;
@@ -1536,24 +1547,22 @@ impl Agent {
                     continue;
                 }
             };
-            let resized = async {
-                let pixels = self.tools.images.get(&image).await?;
-                let r = tokio::task::spawn_blocking(move || resize::resize(&pixels, &args))
-                    .await
-                    .map_err(|e| Error::Store(format!("the resize thread failed: {e}")))?
-                    .map_err(|e| Error::Store(e.to_string()))?;
-                let stored = self.tools.images.put(&r.image).await?;
-                Ok::<_, Error>((stored, r.summary))
-            }
-            .await;
+            let resized = self
+                .derive(
+                    &image,
+                    "resize",
+                    move |pixels| resize::resize(pixels, &args),
+                    |r| &r.image,
+                )
+                .await;
             match resized {
-                Ok((stored, summary)) => {
+                Ok((stored, r)) => {
                     self.tool_result_image(
                         s,
                         io,
                         id,
                         Tool::Resize,
-                        Ok(summary),
+                        Ok(r.summary),
                         Some(stored.clone()),
                     )
                     .await;

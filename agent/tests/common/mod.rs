@@ -29,17 +29,18 @@ pub fn models_dir() -> PathBuf {
     }
 }
 
+/// Path of an installed model's main file; panics with the command that installs it.
+pub fn installed(name: &str) -> PathBuf {
+    let card = Catalog::builtin().unwrap().get(name).unwrap().clone();
+    card.installed_path(&models_dir()).unwrap_or_else(|e| {
+        panic!("{e}\nrun `atelier models pull {name}` (scripts/test.sh does this)")
+    })
+}
+
 pub fn embedder() -> Arc<dyn Embedder> {
     static E: OnceLock<Arc<MiniLmEmbedder>> = OnceLock::new();
     E.get_or_init(|| {
-        let card = Catalog::builtin()
-            .unwrap()
-            .get("all-minilm-l6-v2")
-            .unwrap()
-            .clone();
-        let path = card.installed_path(&models_dir()).unwrap_or_else(|e| {
-            panic!("{e}\nrun `atelier models pull all-minilm-l6-v2` (scripts/test.sh does this)")
-        });
+        let path = installed("all-minilm-l6-v2");
         Arc::new(MiniLmEmbedder::load(path.parent().unwrap()).unwrap())
     })
     .clone()
@@ -52,10 +53,7 @@ pub const MODEL: &str = "qwen2.5-coder-0.5b-instruct";
 pub fn llm() -> Arc<dyn ChatModel> {
     static M: OnceLock<Arc<LlamaChatModel>> = OnceLock::new();
     M.get_or_init(|| {
-        let card = Catalog::builtin().unwrap().get(MODEL).unwrap().clone();
-        let path = card.installed_path(&models_dir()).unwrap_or_else(|e| {
-            panic!("{e}\nrun `atelier models pull {MODEL}` (scripts/test.sh does this)")
-        });
+        let path = installed(MODEL);
         Arc::new(
             LlamaChatModel::load(LlamaConfig {
                 model_path: path,
@@ -77,14 +75,7 @@ pub fn llm() -> Arc<dyn ChatModel> {
 pub fn nsfw() -> Arc<NsfwClassifier> {
     static C: OnceLock<Arc<NsfwClassifier>> = OnceLock::new();
     C.get_or_init(|| {
-        let card = Catalog::builtin()
-            .unwrap()
-            .get("open-nsfw")
-            .unwrap()
-            .clone();
-        let path = card.installed_path(&models_dir()).unwrap_or_else(|e| {
-            panic!("{e}\nrun `atelier models pull open-nsfw` (scripts/test.sh does this)")
-        });
+        let path = installed("open-nsfw");
         Arc::new(NsfwClassifier::load(&path).unwrap())
     })
     .clone()
@@ -94,15 +85,8 @@ pub fn nsfw() -> Arc<NsfwClassifier> {
 pub fn upscalers() -> Arc<Upscalers> {
     static U: OnceLock<Arc<Upscalers>> = OnceLock::new();
     U.get_or_init(|| {
-        let card = Catalog::builtin()
-            .unwrap()
-            .get("esrgan-slim")
-            .unwrap()
-            .clone();
-        card.installed_path(&models_dir()).unwrap_or_else(|e| {
-            panic!("{e}\nrun `atelier models pull esrgan-slim` (scripts/test.sh does this)")
-        });
-        Arc::new(Upscalers::load(&card.dir(&models_dir())).unwrap())
+        let path = installed("esrgan-slim");
+        Arc::new(Upscalers::load(path.parent().unwrap()).unwrap())
     })
     .clone()
 }

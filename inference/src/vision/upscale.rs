@@ -215,7 +215,7 @@ impl Upscaler {
                 "the graph upsamples {upsampled}×, not the {scale}× its file name says"
             )));
         }
-        let margin = receptive_radius(&nodes, output, scale);
+        let margin = receptive_radius(&nodes, output);
         Ok(Self {
             scale,
             nodes,
@@ -556,7 +556,7 @@ fn op_of(layer: &Layer, weights: &HashMap<String, Tensor>) -> Result<Op> {
 
 /// How many input pixels beyond a tile the output layer depends on: the sum of the convolution
 /// radii along the longest path, those after upsampling counted in input pixels (rounded up).
-fn receptive_radius(nodes: &[Node], output: usize, scale: u32) -> u32 {
+fn receptive_radius(nodes: &[Node], output: usize) -> u32 {
     let mut radius: Vec<f64> = vec![0.0; nodes.len()];
     let mut factor: Vec<usize> = vec![1; nodes.len()];
     for (i, n) in nodes.iter().enumerate() {
@@ -573,6 +573,6 @@ fn receptive_radius(nodes: &[Node], output: usize, scale: u32) -> u32 {
         radius[i] = r;
         factor[i] = f;
     }
-    // Two pixels more than needed: nearest upsampling aligns tiles on input pixels anyway.
-    radius[output].ceil() as u32 + 2 + scale / 4
+    // Two input pixels to spare beyond the computed radius.
+    radius[output].ceil() as u32 + 2
 }
