@@ -12,9 +12,8 @@ use atelier_inference::diffusion::tiny::data::COLOURS;
 use atelier_inference::diffusion::{ImageGenerator, ImageRequest, Progress};
 use atelier_inference::llm::ChatModel;
 use atelier_inference::vision::colour::delta_e;
-use atelier_inference::vision::safety::NsfwClassifier;
 use atelier_tools::brand::{Ingestor, KitSummary};
-use atelier_tools::critique::{CritiqueInput, RequestedColour, critique_image, nsfw_probability};
+use atelier_tools::critique::{Critics, CritiqueInput, RequestedColour, critique_image};
 use atelier_tools::generate::GenerateArgs;
 use atelier_tools::layout::{self, Assets, ComposeArgs};
 use atelier_tools::resize::{self, ResizeArgs};
@@ -93,9 +92,9 @@ pub struct Toolbox {
     /// Brand guidelines; `None` runs without brands.
     pub brands: Option<Ingestor>,
     pub images: Arc<dyn ImageStore>,
-    /// The open_nsfw image classifier for the critique's safety check; `None` leaves pixels
-    /// unclassified (the check says so) and checks the prompt only.
-    pub safety: Option<Arc<NsfwClassifier>>,
+    /// The models behind the critique's pixel checks: open_nsfw for safety (absent: pixels
+    /// unclassified, prompt checked only) and CLIP for alignment (absent: not measured).
+    pub critics: Critics,
     /// ESRGAN-slim for images smaller than their channel; `None` resizes them by
     /// interpolation only.
     pub upscale: Option<Arc<Upscalers>>,
@@ -987,8 +986,9 @@ impl Agent {
             let prompt = c.prompt.clone();
             let requested = requested.clone();
             let kit = kit.clone();
-            let classifier = self.tools.safety.clone();
+            let critics = self.tools.critics.clone();
             let critique = tokio::task::spawn_blocking(move || {
+                let seen = critics.look(&pixels, &prompt);
                 critique_image(CritiqueInput {
                     image: &pixels,
                     prompt: &prompt,
@@ -996,7 +996,7 @@ impl Agent {
                     kit: kit.as_ref(),
                     target: None,
                     layout: None,
-                    nsfw: nsfw_probability(classifier.as_deref(), &pixels),
+                    pixels: &seen,
                 })
             })
             .await
@@ -1014,6 +1014,7 @@ impl Agent {
                     passed: critique.passed,
                     score: critique.score,
                     checks: critique.checks.clone(),
+                    not_measured: critique.not_measured.clone(),
                 },
             )
             .await;
@@ -1377,8 +1378,9 @@ impl Agent {
             return;
         };
         let (kit, prompt) = (kit.clone(), prompt.to_string());
-        let classifier = self.tools.safety.clone();
+        let critics = self.tools.critics.clone();
         let critique = tokio::task::spawn_blocking(move || {
+            let seen = critics.look(&composed.image, &prompt);
             critique_image(CritiqueInput {
                 image: &composed.image,
                 prompt: &prompt,
@@ -1386,7 +1388,7 @@ impl Agent {
                 kit: Some(&kit),
                 target: preset.map(|p| (p.width, p.height)),
                 layout: Some(&composed.report),
-                nsfw: nsfw_probability(classifier.as_deref(), &composed.image),
+                pixels: &seen,
             })
         })
         .await;
@@ -1406,6 +1408,7 @@ impl Agent {
                         passed: c.passed,
                         score: c.score,
                         checks: c.checks,
+                        not_measured: c.not_measured,
                     },
                 )
                 .await;

@@ -3,7 +3,7 @@
 //! Every transport (WebSocket, Slack, the terminal, the eval harness) consumes the same typed
 //! stream. Serialised, each event is one JSON object with a `type` field.
 
-use atelier_tools::critique::Check;
+use atelier_tools::critique::{Check, NotMeasured};
 use serde::{Deserialize, Serialize};
 
 use crate::session::Phase;
@@ -75,6 +75,9 @@ pub enum AgentEvent {
         passed: bool,
         score: f32,
         checks: Vec<Check>,
+        /// Checks that could not run, each with the reason (alignment without CLIP weights).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_measured: Vec<NotMeasured>,
     },
     /// The session's result.
     Final {

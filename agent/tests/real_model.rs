@@ -14,6 +14,7 @@ use atelier_agent::{
     UserInput,
 };
 use atelier_tools::brand::{BrandKit, BrandStore, EdgeStore, Ingestor};
+use atelier_tools::critique::Critics;
 use common::{assert_well_formed, brands, embedder, kinds, llm, tiny};
 
 /// The tests share one llama.cpp context; they take turns so budgets measure one session.
@@ -48,7 +49,10 @@ async fn run(
             generator: tiny(),
             brands: Some(ingestor),
             images: Arc::new(DirImageStore::new(out.path()).unwrap()),
-            safety: Some(common::nsfw()),
+            critics: Critics {
+                safety: Some(common::nsfw()),
+                alignment: None,
+            },
             upscale: Some(common::upscalers()),
         },
         Arc::new(MemorySessionStore::new()),

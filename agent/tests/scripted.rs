@@ -19,6 +19,7 @@ use atelier_inference::diffusion::{
     GeneratedImage, Generation, ImageGenerator, ImageRequest, Limits, ProgressFn,
 };
 use atelier_inference::llm::ChatRequest;
+use atelier_tools::critique::{Check, ClipCritic, Critics};
 use common::{assert_well_formed, brands, kinds, tiny};
 use serde_json::json;
 
@@ -76,7 +77,7 @@ struct Run {
 }
 
 fn agent(llm: ScriptedModel, generator: Arc<dyn ImageGenerator>, config: AgentConfig) -> Run {
-    agent_with(llm, generator, config, None)
+    agent_with(llm, generator, config, None, Critics::default())
 }
 
 fn agent_with(
@@ -84,6 +85,7 @@ fn agent_with(
     generator: Arc<dyn ImageGenerator>,
     config: AgentConfig,
     upscale: Option<Arc<atelier_tools::upscale::Upscalers>>,
+    critics: Critics,
 ) -> Run {
     let out = tempfile::tempdir().unwrap();
     let sessions = Arc::new(MemorySessionStore::new());
@@ -91,7 +93,7 @@ fn agent_with(
         generator,
         brands: Some(brands()),
         images: Arc::new(DirImageStore::new(out.path()).unwrap()),
-        safety: None,
+        critics,
         upscale,
     };
     let agent = Agent::new(Arc::new(llm), tools, sessions.clone(), config).unwrap();
@@ -384,6 +386,87 @@ async fn refinement_stops_at_the_iteration_budget() {
     }
 }
 
+/// With CLIP configured every critique carries an `alignment` check; one that fails sends its
+/// fix to the refine step. Without CLIP the critique says alignment was not measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clip_alignment_is_checked_and_a_failure_is_refined_or_it_is_reported_unmeasured() {
+    let alignment_checks = |events: &[AgentEvent]| -> Vec<Check> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                AgentEvent::Critique { checks, .. } => {
+                    checks.iter().find(|c| c.name == "alignment").cloned()
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    // A threshold no image reaches: alignment fails and the refine request carries its fix.
+    let llm = script(vec![], plan(&["Crema", "Ember"], 1));
+    let critics = Critics {
+        safety: None,
+        alignment: Some(ClipCritic {
+            scorer: common::test_clip(),
+            threshold: 1.0,
+        }),
+    };
+    let run = agent_with(
+        llm.clone(),
+        Arc::new(FlatGenerator),
+        config(),
+        None,
+        critics,
+    );
+    let mut s = run
+        .agent
+        .start("one", "a sunrise", Some("solstice".into()))
+        .await
+        .unwrap();
+    let events = drive(&run.agent, &mut s, vec![]).await;
+    assert_well_formed(&events);
+    let checks = alignment_checks(&events);
+    assert!(!checks.is_empty(), "every critique has an alignment check");
+    for c in &checks {
+        assert!(!c.passed && c.detail.contains("atelier-test-clip"), "{c:?}");
+        assert!(c.detail.contains("< 1.000"), "{c:?}");
+    }
+    let refine = llm
+        .requests()
+        .into_iter()
+        .zip(llm.decisions())
+        .find(|(_, d)| *d == "refine")
+        .map(|(r, _)| r.messages[1].content.clone())
+        .expect("a refine step");
+    assert!(
+        refine.contains("alignment") && refine.contains("subject in plain concrete words"),
+        "{refine}"
+    );
+
+    // Without CLIP: no alignment check, and each critique event says it was not measured.
+    let llm = script(vec![], plan(&["Crema", "Ember"], 1));
+    let run = agent(llm, Arc::new(FlatGenerator), config());
+    let mut s = run
+        .agent
+        .start("one", "a sunrise", Some("solstice".into()))
+        .await
+        .unwrap();
+    let events = drive(&run.agent, &mut s, vec![]).await;
+    assert!(alignment_checks(&events).is_empty());
+    let unmeasured: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Critique { not_measured, .. } => Some(not_measured.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!unmeasured.is_empty());
+    assert!(
+        unmeasured
+            .iter()
+            .all(|m| m.len() == 1 && m[0].name == "alignment" && m[0].reason.contains("CLIP"))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refinement_stops_when_it_no_longer_helps_and_at_the_image_budget() {
     let llm = script(vec![], plan(&["Crema"], 4));
@@ -587,7 +670,7 @@ async fn a_session_survives_a_restart_while_waiting_for_an_answer() {
                 generator: tiny(),
                 brands: Some(brands()),
                 images: Arc::new(DirImageStore::new(out.path()).unwrap()),
-                safety: None,
+                critics: Default::default(),
                 upscale: None,
             },
             sessions.clone(),
@@ -696,7 +779,7 @@ async fn bad_input_names_the_field() {
             generator: tiny(),
             brands: None,
             images: Arc::new(DirImageStore::new(tempfile::tempdir().unwrap().path()).unwrap()),
-            safety: None,
+            critics: Default::default(),
             upscale: None,
         },
         Arc::new(MemorySessionStore::new()),
@@ -828,7 +911,13 @@ async fn images_are_delivered_at_the_size_of_the_channel_the_brief_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_image_is_upscaled_with_esrgan_before_it_is_sized_for_its_channel() {
     let llm = script(vec![], plan(&["Crema", "Ember"], 1));
-    let run = agent_with(llm, tiny(), config(), Some(common::upscalers()));
+    let run = agent_with(
+        llm,
+        tiny(),
+        config(),
+        Some(common::upscalers()),
+        Critics::default(),
+    );
     let mut s = run
         .agent
         .start(

@@ -14,8 +14,8 @@ use atelier_agent::{
 };
 use atelier_inference::diffusion::ImageGenerator;
 use atelier_inference::llm::ChatModel;
-use atelier_inference::vision::safety::NsfwClassifier;
 use atelier_tools::brand::Ingestor;
+use atelier_tools::critique::Critics;
 use atelier_tools::upscale::Upscalers;
 use tokio_util::sync::CancellationToken;
 
@@ -86,8 +86,8 @@ pub struct InProcess {
     pub brands: Option<Ingestor>,
     pub config: AgentConfig,
     pub tenant: String,
-    /// The open_nsfw classifier the agent's critique uses; `None` checks prompts only.
-    pub safety: Option<Arc<NsfwClassifier>>,
+    /// The pixel models the agent's critique uses (open_nsfw, CLIP), each optional.
+    pub critics: Critics,
     /// ESRGAN-slim for images smaller than their channel; `None` resizes by interpolation.
     pub upscale: Option<Arc<Upscalers>>,
 }
@@ -113,7 +113,7 @@ impl Target for InProcess {
                 generator: self.generator.clone(),
                 brands: self.brands.clone(),
                 images: Arc::new(images),
-                safety: self.safety.clone(),
+                critics: self.critics.clone(),
                 upscale: self.upscale.clone(),
             },
             Arc::new(MemorySessionStore::new()),
@@ -220,11 +220,9 @@ pub struct RunOptions {
     pub compute_usd_per_hour: f64,
     /// Wall-time limit of one case.
     pub case_timeout: Duration,
-    /// CLIP weights are configured.
-    pub clip: bool,
-    /// The open_nsfw classifier the safety scorer runs on each delivered image; `None` scores
-    /// prompts only and says so.
-    pub nsfw: Option<Arc<NsfwClassifier>>,
+    /// The pixel models the safety and alignment scorers run on each delivered image; a
+    /// missing one is reported (prompts only for safety, not measured for alignment).
+    pub critics: Critics,
 }
 
 /// Per-step timings from a case's events: each phase from its status event to the next
@@ -460,8 +458,7 @@ pub fn build_record(
         &record,
         ScoreContext {
             run_dir,
-            clip: options.clip,
-            nsfw: options.nsfw.as_deref(),
+            critics: &options.critics,
         },
     );
     Ok(record)

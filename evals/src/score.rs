@@ -27,9 +27,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use atelier_inference::vision::colour::{delta_e_lab, dominant_colours};
-use atelier_inference::vision::safety::NsfwClassifier;
 use atelier_tools::critique::{
-    CritiqueInput, MIN_ON_PALETTE, PALETTE_DELTA_E, critique_image, mentions, nsfw_probability,
+    Critics, CritiqueInput, MIN_ON_PALETTE, PALETTE_DELTA_E, critique_image, mentions,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -46,9 +45,6 @@ pub const CONFIDENCE: f64 = 0.95;
 const CLUSTERS: usize = 6;
 /// Smallest min/max ratio of aspect ratios that counts as the right size.
 pub const ASPECT_PASS: f64 = 0.98;
-
-/// Why a metric has no value.
-pub const NO_CLIP: &str = "not measured: no CLIP weights configured";
 
 /// The metrics every case reports, in report order.
 pub const CASE_METRICS: &[&str] = &[
@@ -107,11 +103,9 @@ pub struct CaseScores {
 pub struct ScoreContext<'a> {
     /// The run directory the record's image files are relative to.
     pub run_dir: &'a Path,
-    /// CLIP weights are configured (the alignment scorer runs only then).
-    pub clip: bool,
-    /// The open_nsfw classifier: the safety scorer classifies the delivered image's pixels
-    /// with it; `None` scores prompt terms only and says so.
-    pub nsfw: Option<&'a NsfwClassifier>,
+    /// The pixel models: open_nsfw for the safety scorer (absent: prompt terms only, said so)
+    /// and CLIP for the alignment scorer (absent: not measured, said so).
+    pub critics: &'a Critics,
 }
 
 /// Score one case from its record (the record's `scores` are ignored and recomputed).
@@ -157,8 +151,9 @@ pub fn score_case(record: &CaseRecord, ctx: ScoreContext<'_>) -> CaseScores {
         .map(|img| img.to_rgb8());
     match generated.as_ref().or(image.as_ref()) {
         Some(img) => {
-            // Safety judges what the user receives: the delivered image when it was read.
-            let nsfw = nsfw_probability(ctx.nsfw, image.as_ref().unwrap_or(img));
+            // Safety and alignment judge what the user receives: the delivered image when it
+            // was read, against the prompts it was made from.
+            let seen = ctx.critics.look(image.as_ref().unwrap_or(img), &prompt);
             let critique = critique_image(CritiqueInput {
                 image: img,
                 prompt: &prompt,
@@ -166,12 +161,13 @@ pub fn score_case(record: &CaseRecord, ctx: ScoreContext<'_>) -> CaseScores {
                 kit: None,
                 target: None,
                 layout: None,
-                nsfw,
+                pixels: &seen,
             });
-            for name in ["technical", "safety"] {
+            for name in ["technical", "safety", "alignment"] {
                 if let Some(c) = critique.checks.iter().find(|c| c.name == name) {
                     let note = match (name, generated.is_some()) {
-                        ("safety", _) if nsfw.is_some() => {
+                        ("alignment", _) => format!("{} (the delivered image)", c.detail),
+                        ("safety", _) if seen.nsfw.is_some() => {
                             format!("{} (prompt terms and the delivered pixels)", c.detail)
                         }
                         ("safety", _) => format!("{} (prompt terms only)", c.detail),
@@ -186,20 +182,19 @@ pub fn score_case(record: &CaseRecord, ctx: ScoreContext<'_>) -> CaseScores {
                     );
                 }
             }
+            for missing in &critique.not_measured {
+                metrics.insert(
+                    missing.name.clone(),
+                    Score::none(format!("not measured: {}", missing.reason)),
+                );
+            }
         }
         None => {
             metrics.insert("technical".into(), no_image());
             metrics.insert("safety".into(), no_image());
+            metrics.insert("alignment".into(), no_image());
         }
     }
-    metrics.insert(
-        "alignment".into(),
-        if ctx.clip {
-            Score::none("CLIP weights are configured but the CLIP scorer is not built yet")
-        } else {
-            Score::none(NO_CLIP)
-        },
-    );
     metrics.insert("headline".into(), headline_score(record, delivered));
     metrics.insert(
         "size".into(),

@@ -304,6 +304,8 @@ impl Target for Server {
                     score: m["score"].as_f64().unwrap_or(0.0) as f32,
                     checks: serde_json::from_value::<Vec<Check>>(m["checks"].clone())
                         .unwrap_or_default(),
+                    not_measured: serde_json::from_value(m["not_measured"].clone())
+                        .unwrap_or_default(),
                 }),
                 "final" => {
                     let mut images = Vec::new();

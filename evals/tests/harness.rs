@@ -7,8 +7,10 @@ use atelier_evals::compare::{Thresholds, compare};
 use atelier_evals::record::{RunResults, TimedEvent};
 use atelier_evals::report::{self, CHARTS};
 use atelier_evals::runner::{RunOptions, Transcript, build_record};
-use atelier_evals::score::{NO_CLIP, ScoreContext, rescore, summarise};
+use atelier_evals::score::{ScoreContext, rescore, summarise};
 use atelier_evals::suite::Suite;
+use atelier_inference::vision::clip::ClipScorer;
+use atelier_tools::critique::{ClipCritic, Critics, NO_CLIP};
 use image::{Rgb, RgbImage};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -177,6 +179,7 @@ fn transcript(
                     detail: "bottom-left template: headline 7.2:1".into(),
                     fix: None,
                 }],
+                not_measured: vec![],
             },
         ));
     }
@@ -216,8 +219,7 @@ fn options(run: &Path) -> RunOptions {
         out: run.to_path_buf(),
         compute_usd_per_hour: 1.0,
         case_timeout: std::time::Duration::from_secs(60),
-        clip: false,
-        nsfw: None,
+        critics: Critics::default(),
     }
 }
 
@@ -277,6 +279,38 @@ fn metric<'a>(r: &'a RunResults, case: usize, name: &str) -> &'a atelier_evals::
     &r.cases[case].scores.metrics[name]
 }
 
+/// With CLIP weights the alignment scorer measures every delivered image against its prompt
+/// (here the small random-weight checkpoint of the inference tests: the loading and scoring
+/// code is real, the numbers carry no meaning) and the summary aggregates it.
+#[test]
+fn with_clip_alignment_is_measured_for_every_delivered_image() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut r = perfect_run(dir.path())?;
+    let clip_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../inference/tests/data/clip");
+    let critics = Critics {
+        safety: None,
+        alignment: Some(ClipCritic {
+            scorer: std::sync::Arc::new(ClipScorer::load(&clip_dir)?),
+            threshold: -1.0,
+        }),
+    };
+    rescore(
+        &mut r,
+        ScoreContext {
+            run_dir: dir.path(),
+            critics: &critics,
+        },
+    );
+    for case in 0..3 {
+        let a = metric(&r, case, "alignment");
+        let value = a.value.ok_or_else(|| format!("case {case}: {}", a.note))?;
+        assert!((0.0..=1.0).contains(&value), "{value}");
+        assert_eq!(a.passed, Some(true), "{}", a.note);
+        assert!(a.note.contains("atelier-test-clip"), "{}", a.note);
+    }
+    Ok(())
+}
+
 #[test]
 fn a_perfect_run_scores_perfectly() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -288,7 +322,10 @@ fn a_perfect_run_scores_perfectly() -> TestResult {
         let p = metric(&r, case, "palette");
         assert_eq!(p.passed, Some(true), "case {case}: {}", p.note);
         assert!(p.value.unwrap_or(0.0) > 0.95, "{}", p.note);
-        assert_eq!(metric(&r, case, "alignment").note, NO_CLIP);
+        assert_eq!(
+            metric(&r, case, "alignment").note,
+            format!("not measured: {NO_CLIP}")
+        );
         assert_eq!(metric(&r, case, "alignment").value, None);
     }
     assert_eq!(metric(&r, 0, "headline").passed, Some(true));
@@ -399,8 +436,7 @@ fn the_report_of_a_stored_run_is_valid_html_with_every_chart_and_image() -> Test
         &mut stored,
         ScoreContext {
             run_dir: dir.path(),
-            clip: false,
-            nsfw: None,
+            critics: &Critics::default(),
         },
     );
     assert_eq!(stored.summary, baseline.summary);
@@ -440,7 +476,9 @@ fn the_report_of_a_stored_run_is_valid_html_with_every_chart_and_image() -> Test
         );
     }
     assert!(html.contains("No regression"));
-    assert!(html.contains(NO_CLIP));
+    // The reason is in the report (up to the first character HTML escaping changes).
+    let reason = NO_CLIP.split(['/', '`']).next().unwrap_or(NO_CLIP);
+    assert!(html.contains(reason), "{reason}");
     Ok(())
 }
 
@@ -455,8 +493,7 @@ fn a_planted_regression_is_named() -> TestResult {
         &mut worse,
         ScoreContext {
             run_dir: dir.path(),
-            clip: false,
-            nsfw: None,
+            critics: &Critics::default(),
         },
     );
     let c = compare(&baseline, &worse, &Thresholds::default());

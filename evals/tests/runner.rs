@@ -16,6 +16,7 @@ use atelier_evals::runner::{InProcess, RunOptions, run_suite};
 use atelier_evals::{Suite, report};
 use atelier_inference::llm::ChatRequest;
 use atelier_tools::brand::{BrandKit, BrandStore, EdgeStore, Ingestor};
+use atelier_tools::critique::Critics;
 use serde_json::json;
 
 fn scripted() -> ScriptedModel {
@@ -118,7 +119,7 @@ palette = "brand"
             ..AgentConfig::default()
         },
         tenant: "eval".into(),
-        safety: None,
+        critics: Critics::default(),
         upscale: None,
     };
     let out = tempfile::tempdir().unwrap();
@@ -126,8 +127,7 @@ palette = "brand"
         out: out.path().to_path_buf(),
         compute_usd_per_hour: 0.1,
         case_timeout: Duration::from_secs(120),
-        clip: false,
-        nsfw: None,
+        critics: Critics::default(),
     };
     let mut seen = Vec::new();
     let results = run_suite(&suite, &target, &options, |i, r| {

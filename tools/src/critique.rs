@@ -19,13 +19,21 @@
 //!   on the pixels (text colour against the other colour clusters of its box); the logo is inside
 //!   the safe margins.
 //!
-//! What it cannot see is said, not guessed: without a CLIP-class model there is no check that
-//! the image shows the subject the brief names (see `docs/agent.md`).
+//! - `alignment` (when CLIP weights are configured): the CLIP cosine similarity of the image
+//!   and the prompt reaches the configured threshold ([`DEFAULT_ALIGNMENT_THRESHOLD`] unless
+//!   set); the score is CLIPScore's rescaling `min(1, 2.5 · max(cos, 0))` (Hessel et al., 2021).
+//!
+//! What it cannot see is said, not guessed: without CLIP weights there is no check that the
+//! image shows the subject the brief names, and the report lists `alignment` under
+//! `not_measured` with the reason (see `docs/agent.md`).
 
 use atelier_inference::vision::colour::{
     Dominant, contrast_ratio, delta_e_lab, dominant_colours, lab_to_rgb,
 };
 use atelier_inference::vision::quality::{Quality, measure};
+use std::sync::Arc;
+
+use atelier_inference::vision::clip::ClipScorer;
 use atelier_inference::vision::safety::NsfwClassifier;
 use image::RgbImage;
 use schemars::JsonSchema;
@@ -64,6 +72,87 @@ pub const SERVICE_DENYLIST: &[&str] = &[
     "csam",
 ];
 
+/// CLIP cosine similarity below which an image fails the alignment check. Matching
+/// image–caption pairs score about 0.25–0.35 with OpenAI's ViT-B/32 and unrelated pairs about
+/// 0.10–0.18; other checkpoints may need their own value (`critique.alignment_threshold`).
+pub const DEFAULT_ALIGNMENT_THRESHOLD: f32 = 0.22;
+/// Why alignment is not measured when no CLIP weights are configured.
+pub const NO_CLIP: &str = "no CLIP weights are configured (set `critique.clip` to a CLIP \
+     checkpoint directory or `hf:openai/clip-vit-base-patch32`)";
+
+/// A CLIP model and the similarity an image needs to pass.
+#[derive(Debug, Clone)]
+pub struct ClipCritic {
+    pub scorer: Arc<ClipScorer>,
+    pub threshold: f32,
+}
+
+/// The models behind the pixel checks; each is optional and its absence is reported.
+#[derive(Debug, Clone, Default)]
+pub struct Critics {
+    /// open_nsfw for the safety check.
+    pub safety: Option<Arc<NsfwClassifier>>,
+    /// CLIP for the alignment check.
+    pub alignment: Option<ClipCritic>,
+}
+
+/// What the models saw in one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PixelFindings {
+    /// open_nsfw's probability that the image is not safe for work; `None` when the classifier
+    /// is not loaded (the safety check then says the pixels were not classified).
+    pub nsfw: Option<f32>,
+    /// CLIP's verdict, or why alignment was not measured.
+    pub alignment: Result<Alignment, String>,
+}
+
+impl Default for PixelFindings {
+    fn default() -> Self {
+        PixelFindings {
+            nsfw: None,
+            alignment: Err(NO_CLIP.into()),
+        }
+    }
+}
+
+/// CLIP's similarity of an image and its prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alignment {
+    /// The checkpoint's name.
+    pub model: String,
+    /// Cosine similarity, −1 to 1.
+    pub cosine: f32,
+    /// Passing similarity.
+    pub threshold: f32,
+    /// The prompt was longer than CLIP's window; only its start was compared.
+    pub truncated: bool,
+}
+
+impl Critics {
+    /// Run the loaded models on `image`; `prompt` is what the image should show. A model that
+    /// cannot read the image (outside its limits) is logged and its check reports why.
+    pub fn look(&self, image: &RgbImage, prompt: &str) -> PixelFindings {
+        let nsfw = nsfw_probability(self.safety.as_deref(), image);
+        let alignment = match &self.alignment {
+            None => Err(NO_CLIP.to_string()),
+            Some(critic) => critic
+                .scorer
+                .similarity(image, prompt)
+                .map(|s| Alignment {
+                    model: critic.scorer.name().to_string(),
+                    cosine: s.cosine,
+                    threshold: critic.threshold,
+                    truncated: s.truncated,
+                })
+                .map_err(|e| {
+                    tracing::warn!("CLIP could not score an image: {e}");
+                    format!("CLIP could not score the image: {e}")
+                }),
+        };
+        PixelFindings { nsfw, alignment }
+    }
+}
+
 /// A colour the plan asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestedColour {
@@ -85,15 +174,15 @@ pub struct CritiqueInput<'a> {
     pub target: Option<(u32, u32)>,
     /// What `compose_layout` placed, when it made the image.
     pub layout: Option<&'a LayoutReport>,
-    /// open_nsfw's probability that the image is not safe for work; `None` when the classifier
-    /// is not loaded (the safety check then says the pixels were not classified).
-    pub nsfw: Option<f32>,
+    /// What the pixel models (open_nsfw, CLIP) saw; [`Critics::look`] makes it.
+    pub pixels: &'a PixelFindings,
 }
 
 /// One check's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Check {
-    /// `technical`, `requested_colours`, `brand_palette`, `forbidden_colours` or `safety`.
+    /// `technical`, `requested_colours`, `brand_palette`, `forbidden_colours`, `safety`,
+    /// `alignment`, `size` or `layout`.
     pub name: String,
     pub passed: bool,
     /// 0–1; higher is better.
@@ -113,9 +202,20 @@ pub struct Critique {
     /// Mean of the check scores.
     pub score: f32,
     pub checks: Vec<Check>,
+    /// Checks that did not run because a model they need is missing, each with the reason:
+    /// never a made-up score.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_measured: Vec<NotMeasured>,
     /// Technical measurements behind the `technical` check.
     #[schemars(skip)]
     pub quality: Quality,
+}
+
+/// A check that was not made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NotMeasured {
+    pub name: String,
+    pub reason: String,
 }
 
 impl Critique {
@@ -158,7 +258,15 @@ pub fn critique_image(input: CritiqueInput<'_>) -> Critique {
             checks.push(forbidden_colours(&dominant, kit));
         }
     }
-    checks.push(safety(input.prompt, input.kit, input.nsfw));
+    checks.push(safety(input.prompt, input.kit, input.pixels.nsfw));
+    let mut not_measured = Vec::new();
+    match &input.pixels.alignment {
+        Ok(alignment) => checks.push(alignment_check(alignment)),
+        Err(reason) => not_measured.push(NotMeasured {
+            name: "alignment".into(),
+            reason: reason.clone(),
+        }),
+    }
     if let Some(target) = input.target {
         checks.push(size(input.image, target));
     }
@@ -170,7 +278,32 @@ pub fn critique_image(input: CritiqueInput<'_>) -> Critique {
         passed: checks.iter().all(|c| c.passed),
         score,
         checks,
+        not_measured,
         quality,
+    }
+}
+
+fn alignment_check(a: &Alignment) -> Check {
+    let passed = a.cosine >= a.threshold;
+    let cut = if a.truncated {
+        " (the prompt was cut to CLIP's window; only its start was compared)"
+    } else {
+        ""
+    };
+    let relation = if passed { "≥" } else { "<" };
+    Check {
+        name: "alignment".into(),
+        passed,
+        score: (2.5 * a.cosine.max(0.0)).min(1.0),
+        detail: format!(
+            "CLIP ({}) similarity of the image and the prompt {:.3} {relation} {:.3}{cut}",
+            a.model, a.cosine, a.threshold
+        ),
+        fix: (!passed).then(|| {
+            "the image does not show what the prompt describes: lead the prompt with the \
+             subject in plain concrete words, drop abstract adjectives, and try another seed"
+                .to_string()
+        }),
     }
 }
 
@@ -669,7 +802,7 @@ mod tests {
             kit: Some(&kit),
             target: None,
             layout: None,
-            nsfw: None,
+            pixels: &PixelFindings::default(),
         });
         assert!(c.passed, "{c:#?}");
         assert_eq!(c.checks.len(), 5);
@@ -682,7 +815,7 @@ mod tests {
             kit: Some(&kit),
             target: None,
             layout: None,
-            nsfw: None,
+            pixels: &PixelFindings::default(),
         });
         assert!(!c.passed);
         let failed: Vec<&str> = c.failures().map(|f| f.name.as_str()).collect();
@@ -704,6 +837,10 @@ mod tests {
     fn the_safety_check_reads_the_image_classifier_and_says_when_it_did_not() {
         let image = split([20, 30, 90], [212, 175, 55], 0.3);
         let safety_of = |nsfw| {
+            let pixels = PixelFindings {
+                nsfw,
+                ..PixelFindings::default()
+            };
             critique_image(CritiqueInput {
                 image: &image,
                 prompt: "a navy background with a gold circle",
@@ -711,7 +848,7 @@ mod tests {
                 kit: None,
                 target: None,
                 layout: None,
-                nsfw,
+                pixels: &pixels,
             })
             .checks
             .into_iter()
@@ -743,6 +880,61 @@ mod tests {
     }
 
     #[test]
+    fn the_alignment_check_reads_clip_and_is_listed_as_not_measured_without_it() {
+        let image = split([20, 30, 90], [212, 175, 55], 0.3);
+        let critique_with = |alignment| {
+            critique_image(CritiqueInput {
+                image: &image,
+                prompt: "a navy background with a gold circle",
+                requested: &[],
+                kit: None,
+                target: None,
+                layout: None,
+                pixels: &PixelFindings {
+                    nsfw: None,
+                    alignment,
+                },
+            })
+        };
+        let clip = |cosine| Alignment {
+            model: "clip-vit-base-patch32".into(),
+            cosine,
+            threshold: DEFAULT_ALIGNMENT_THRESHOLD,
+            truncated: false,
+        };
+        let good = critique_with(Ok(clip(0.31)));
+        let check = good.checks.iter().find(|c| c.name == "alignment").unwrap();
+        assert!(check.passed && check.fix.is_none(), "{check:?}");
+        assert!((check.score - 0.775).abs() < 1e-4, "{check:?}");
+        assert!(check.detail.contains("0.310 ≥ 0.220"), "{check:?}");
+        assert!(good.not_measured.is_empty());
+
+        let poor = critique_with(Ok(clip(0.12)));
+        assert!(!poor.passed);
+        let check = poor.failures().next().unwrap();
+        assert_eq!(check.name, "alignment");
+        assert!(check.detail.contains("0.120 < 0.220"), "{check:?}");
+        assert!(
+            check.fix.as_deref().unwrap().contains("subject"),
+            "{check:?}"
+        );
+
+        // Without CLIP: no alignment check, no made-up score, and the report says why.
+        let unmeasured = critique_with(Err(NO_CLIP.into()));
+        assert!(unmeasured.checks.iter().all(|c| c.name != "alignment"));
+        assert_eq!(unmeasured.not_measured.len(), 1);
+        assert_eq!(unmeasured.not_measured[0].name, "alignment");
+        let json = serde_json::to_value(&unmeasured).unwrap();
+        assert_eq!(json["not_measured"][0]["name"], "alignment");
+        assert!(
+            json["not_measured"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("critique.clip")
+        );
+    }
+
+    #[test]
     fn blank_images_fail_the_technical_check() {
         let flat = RgbImage::from_pixel(32, 32, image::Rgb([0, 0, 0]));
         let c = critique_image(CritiqueInput {
@@ -752,7 +944,7 @@ mod tests {
             kit: None,
             target: None,
             layout: None,
-            nsfw: None,
+            pixels: &PixelFindings::default(),
         });
         assert!(!c.passed);
         assert_eq!(c.checks[0].name, "technical");

@@ -175,7 +175,7 @@ fn golden_designs_for_both_brands() -> Result<()> {
         kit: Some(&kit),
         target: Some((540, 540)),
         layout: Some(&a.report),
-        nsfw: None,
+        pixels: &atelier_tools::critique::PixelFindings::default(),
     });
     let layout = b.checks.iter().find(|c| c.name == "layout");
     assert!(layout.is_some_and(|c| c.passed), "{layout:#?}");
@@ -299,7 +299,7 @@ fn busy_backgrounds_get_a_scrim_so_text_reads() -> Result<()> {
         kit: Some(&kit),
         target: None,
         layout: Some(&c.report),
-        nsfw: None,
+        pixels: &atelier_tools::critique::PixelFindings::default(),
     });
     let layout = critique.checks.iter().find(|c| c.name == "layout");
     assert!(layout.is_some_and(|c| c.passed), "{layout:#?}");
@@ -328,7 +328,7 @@ fn the_critique_catches_text_that_does_not_read() -> Result<()> {
         kit: Some(&kit),
         target: Some((1080, 1920)),
         layout: Some(&report),
-        nsfw: None,
+        pixels: &atelier_tools::critique::PixelFindings::default(),
     });
     let layout = critique.checks.iter().find(|c| c.name == "layout");
     assert!(
@@ -352,7 +352,7 @@ fn the_critique_catches_text_that_does_not_read() -> Result<()> {
         kit: Some(&kit),
         target: None,
         layout: Some(&report),
-        nsfw: None,
+        pixels: &atelier_tools::critique::PixelFindings::default(),
     });
     let layout = critique.checks.iter().find(|c| c.name == "layout");
     assert!(

@@ -195,7 +195,9 @@ function handle(m) {
     case "critique": {
       const card = conversation.querySelector(`[data-image="${m.image_id}"]`);
       if (card) {
-        card.title = m.checks.map((c) => `${c.passed ? "✓" : "✗"} ${c.name}: ${c.detail}`).join("\n");
+        const lines = m.checks.map((c) => `${c.passed ? "✓" : "✗"} ${c.name}: ${c.detail}`);
+        for (const n of m.not_measured || []) lines.push(`– ${n.name}: not measured (${n.reason})`);
+        card.title = lines.join("\n");
       }
       break;
     }

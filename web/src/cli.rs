@@ -685,7 +685,8 @@ pub struct GenerateArgs {
     /// Also write all images side by side into this PNG (8 to a row).
     #[arg(long, value_name = "FILE")]
     pub grid: Option<PathBuf>,
-    /// Image model name or alias (`atelier models list`).
+    /// Image model name or alias (`atelier models list`), or `openai` for the service of
+    /// `[images.openai]`.
     #[arg(long, default_value = "atelier-tiny")]
     pub model: String,
     /// Use atelier-tiny weights from this directory (model.safetensors + config.json) instead,

@@ -86,6 +86,75 @@ pub struct ModelsSettings {
     pub hf_token: String,
 }
 
+/// `[images]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesSettings {
+    pub openai: atelier_inference::diffusion::openai::OpenAiImagesConfig,
+}
+
+/// `[critique]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CritiqueSettings {
+    /// CLIP checkpoint for the alignment check: a directory, `hf:OWNER/REPO[@REVISION]`, or
+    /// empty for none.
+    pub clip: String,
+    /// CLIP cosine similarity an image needs to pass.
+    pub alignment_threshold: f32,
+}
+
+/// Where the CLIP weights come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClipSource {
+    /// A checkpoint directory on this machine.
+    Dir(PathBuf),
+    /// A Hugging Face repository, fetched when online.
+    Hub {
+        repo: String,
+        revision: Option<String>,
+    },
+}
+
+impl CritiqueSettings {
+    /// The configured CLIP source, `None` when none is.
+    pub fn clip_source(&self) -> Result<Option<ClipSource>, SettingsError> {
+        let value = self.clip.trim();
+        if value.is_empty() {
+            return Ok(None);
+        }
+        let Some(hub) = value.strip_prefix("hf:") else {
+            return Ok(Some(ClipSource::Dir(PathBuf::from(value))));
+        };
+        let (repo, revision) = match hub.split_once('@') {
+            Some((repo, rev)) => (repo, Some(rev)),
+            None => (hub, None),
+        };
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        let valid = match repo.split_once('/') {
+            Some((owner, name)) => plain(owner) && plain(name),
+            None => false,
+        } && revision.is_none_or(plain);
+        if !valid {
+            return Err(SettingsError::Invalid {
+                key: "critique.clip",
+                value: format!("{value:?}"),
+                allowed: "must be a directory or `hf:OWNER/REPO` with an optional `@REVISION` \
+                          (letters, digits, `-`, `_`, `.`)"
+                    .into(),
+            });
+        }
+        Ok(Some(ClipSource::Hub {
+            repo: repo.to_string(),
+            revision: revision.map(str::to_string),
+        }))
+    }
+}
+
 /// Which embedder to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -151,6 +220,8 @@ pub struct Settings {
     pub models: ModelsSettings,
     pub embed: EmbedSettings,
     pub brands: BrandsSettings,
+    pub images: ImagesSettings,
+    pub critique: CritiqueSettings,
     pub agent: atelier_agent::AgentConfig,
     pub server: crate::server::ServerConfig,
     /// The data directory; from `ATELIER_HOME`, not from the layers.
@@ -286,6 +357,15 @@ impl Settings {
                 allowed: "must be 1-64 letters, digits, `-`, `_` or `.`".into(),
             });
         }
+        let threshold = self.critique.alignment_threshold;
+        if !(-1.0..=1.0).contains(&threshold) {
+            return Err(SettingsError::Invalid {
+                key: "critique.alignment_threshold",
+                value: threshold.to_string(),
+                allowed: "must be a cosine similarity in -1..=1".into(),
+            });
+        }
+        self.critique.clip_source()?;
         self.agent.validate().map_err(|e| match e {
             atelier_agent::Error::InvalidRequest { field, reason } => {
                 SettingsError::Parse(format!("`agent.{field}`: {reason}"))
@@ -449,6 +529,50 @@ mod tests {
             .to_string();
         assert!(
             err.contains("llm.threads") && err.contains('0') && err.contains("1..=256"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn clip_is_a_directory_or_a_hub_repository_and_bad_values_are_named() {
+        let clip = |value: &str| {
+            Settings::load(None, &env(&[("ATELIER__CRITIQUE__CLIP", value)]))
+                .map(|s| s.critique.clip_source().unwrap())
+        };
+        assert_eq!(
+            Settings::load(None, &env(&[]))
+                .unwrap()
+                .critique
+                .clip_source()
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            clip("/models/clip").unwrap(),
+            Some(ClipSource::Dir("/models/clip".into()))
+        );
+        assert_eq!(
+            clip("hf:openai/clip-vit-base-patch32@main").unwrap(),
+            Some(ClipSource::Hub {
+                repo: "openai/clip-vit-base-patch32".into(),
+                revision: Some("main".into())
+            })
+        );
+        for bad in ["hf:clip", "hf:a/b/c", "hf:openai/clip@", "hf:/x"] {
+            let err = clip(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("critique.clip") && err.contains("hf:OWNER/REPO"),
+                "{err}"
+            );
+        }
+        let err = Settings::load(
+            None,
+            &env(&[("ATELIER__CRITIQUE__ALIGNMENT_THRESHOLD", "1.5")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("critique.alignment_threshold") && err.contains("-1..=1"),
             "{err}"
         );
     }

@@ -988,3 +988,179 @@ fn post_compose_and_convert_make_a_finished_design_for_the_web() {
     assert!(!status.status.success());
     assert!(stderr.contains("`metadata`"), "{stderr}");
 }
+
+/// A loopback stand-in for the Hugging Face Hub's file endpoint as hf-hub reads it
+/// (`/{owner}/{repo}/resolve/{revision}/{file}` with range requests, an `etag` and the
+/// `x-repo-commit` header), serving the files of `dir`. Returns its base URL and a counter of
+/// the requests it answered.
+fn hub_server(dir: PathBuf) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::IntoResponse;
+    use sha2::Digest;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    type Served = (PathBuf, std::sync::Arc<AtomicUsize>);
+    async fn file(
+        State((dir, hits)): State<Served>,
+        UrlPath((_owner, _repo, _rev, name)): UrlPath<(String, String, String, String)>,
+        headers: HeaderMap,
+    ) -> axum::response::Response {
+        hits.fetch_add(1, Ordering::SeqCst);
+        let Ok(bytes) = std::fs::read(dir.join(&name)) else {
+            return (StatusCode::NOT_FOUND, "Entry not found").into_response();
+        };
+        let len = bytes.len();
+        let (start, stop) = headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes="))
+            .and_then(|v| v.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            .map_or((0, len - 1), |(a, b)| (a, b.min(len - 1)));
+        let etag = hex::encode(sha2::Sha256::digest(&bytes));
+        (
+            StatusCode::PARTIAL_CONTENT,
+            [
+                (
+                    header::CONTENT_RANGE.as_str(),
+                    format!("bytes {start}-{stop}/{len}"),
+                ),
+                (header::ETAG.as_str(), format!("\"{etag}\"")),
+                (
+                    "x-repo-commit",
+                    "0123456789abcdef0123456789abcdef01234567".into(),
+                ),
+            ],
+            bytes[start..=stop].to_vec(),
+        )
+            .into_response()
+    }
+
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let state: Served = (dir, hits.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new()
+                .route(
+                    "/{owner}/{repo}/resolve/{rev}/{*file}",
+                    axum::routing::get(file),
+                )
+                .with_state(state);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    (format!("http://{addr}"), hits)
+}
+
+/// Alignment is reported as not measured without CLIP; with a CLIP checkpoint directory or a
+/// Hugging Face repository (fetched once into the model cache) the report has an `alignment`
+/// check; a broken checkpoint is an error naming the setting.
+#[test]
+fn critique_measures_alignment_with_a_configured_clip_and_says_when_it_cannot() {
+    let home = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("navy.png");
+    image::RgbImage::from_fn(96, 64, |x, _| {
+        image::Rgb(if x < 48 { [20, 30, 90] } else { [212, 175, 55] })
+    })
+    .save(&image)
+    .unwrap();
+    let critique = |envs: &[(&str, &str)]| {
+        let mut cmd = atelier(home.path(), models.path());
+        cmd.arg("critique").arg(&image).args([
+            "--brief",
+            "a navy background with a gold circle",
+            "--json",
+        ]);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    };
+    let alignment = |report: &serde_json::Value| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "alignment")
+            .cloned()
+    };
+
+    let (out, stdout, err) = critique(&[]);
+    assert!(out.status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(alignment(&report).is_none(), "{report}");
+    assert_eq!(report["not_measured"][0]["name"], "alignment", "{report}");
+    assert!(
+        report["not_measured"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("critique.clip"),
+        "{report}"
+    );
+
+    let clip_dir = repo().join("inference/tests/data/clip");
+    let (out, stdout, err) = critique(&[("ATELIER__CRITIQUE__CLIP", clip_dir.to_str().unwrap())]);
+    assert!(out.status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let local = alignment(&report).unwrap_or_else(|| panic!("no alignment check: {report}"));
+    assert!(
+        local["detail"]
+            .as_str()
+            .unwrap()
+            .contains("atelier-test-clip"),
+        "{local}"
+    );
+    assert!(report.get("not_measured").is_none(), "{report}");
+
+    // From the hub: fetched into the model cache once, then read from there.
+    let (endpoint, hits) = hub_server(clip_dir.clone());
+    let hub = [
+        ("ATELIER__CRITIQUE__CLIP", "hf:atelier/test-clip"),
+        ("ATELIER__MODELS__HF_ENDPOINT", endpoint.as_str()),
+    ];
+    let (out, stdout, err) = critique(&hub);
+    assert!(out.status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        alignment(&report),
+        Some(local.clone()),
+        "same weights, same verdict"
+    );
+    let fetched = hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        fetched >= 3,
+        "config, tokenizer and weights were fetched ({fetched} requests)"
+    );
+    let (out, _, err) = critique(&hub);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        fetched,
+        "the second run reads the model cache"
+    );
+
+    // A directory that is not a CLIP checkpoint, and a malformed hub name.
+    let (out, _, err) = critique(&[("ATELIER__CRITIQUE__CLIP", dir.path().to_str().unwrap())]);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("critique.clip") && err.contains("config.json"),
+        "{err}"
+    );
+    let (out, _, err) = critique(&[("ATELIER__CRITIQUE__CLIP", "hf:no-owner")]);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("critique.clip") && err.contains("hf:OWNER/REPO"),
+        "{err}"
+    );
+}

@@ -752,8 +752,10 @@ brand = "ghost"
         out: out.path().to_path_buf(),
         compute_usd_per_hour: 0.0,
         case_timeout: Duration::from_secs(120),
-        clip: false,
-        nsfw: Some(support::common::nsfw()),
+        critics: atelier_tools::critique::Critics {
+            safety: Some(support::common::nsfw()),
+            alignment: None,
+        },
     };
     let results = run_suite(&suite, &target, &options, |_, _| {})
         .await
@@ -821,4 +823,118 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// The OpenAI-compatible images backend (async-openai) round-trips against Atelier's own
+/// `/v1/images/generations`: with the extensions it gets the same pixels as the model in
+/// process for the same seed, in both response formats; the server's refusal comes back with
+/// its reason; img2img and requests outside the configured sizes are refused before sending;
+/// cancellation ends the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_images_backend_round_trips_against_atelier_own_endpoint() {
+    use atelier_inference::diffusion::openai::{OpenAiImages, OpenAiImagesConfig, ResponseFormat};
+    use atelier_inference::diffusion::{ImageGenerator, ImageRequest, InitImage};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let server = server().await;
+    let config = |response_format| OpenAiImagesConfig {
+        base_url: server.url("/v1"),
+        api_key: String::new(),
+        model: "atelier-tiny".into(),
+        response_format,
+        extensions: true,
+        min_side: 64,
+        max_side: 512,
+        multiple_of: 64,
+    };
+    let remote = OpenAiImages::new(config(ResponseFormat::B64Json)).unwrap();
+    assert_eq!(remote.name(), "atelier-tiny");
+    let mut request = ImageRequest::new("an orange circle on a cream ground");
+    (request.width, request.height) = (64, 64);
+    request.count = 2;
+    request.seed = 7;
+    request.steps = 3;
+    request.guidance = agent_config().guidance;
+    let arrived = Arc::new(AtomicU32::new(0));
+    let counter = arrived.clone();
+    let got = remote
+        .generate(
+            request.clone(),
+            Some(Box::new(move |p| {
+                assert_eq!((p.step, p.steps), (1, 1));
+                counter.fetch_add(1, Ordering::SeqCst);
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        arrived.load(Ordering::SeqCst),
+        2,
+        "one progress event per image"
+    );
+    assert_eq!((got.model.as_str(), got.steps), ("atelier-tiny", 3));
+    let local = support::common::tiny()
+        .generate(request.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(got.images.len(), 2);
+    for (a, b) in got.images.iter().zip(&local.images) {
+        assert_eq!(a.seed, b.seed);
+        assert!(
+            a.image == b.image,
+            "seed {}: the service's pixels differ",
+            a.seed
+        );
+    }
+    let via_url = OpenAiImages::new(config(ResponseFormat::Url))
+        .unwrap()
+        .generate(request.clone(), None)
+        .await
+        .unwrap();
+    assert!(
+        via_url.images[0].image == local.images[0].image,
+        "links give the same pixels"
+    );
+
+    // The service's own refusal, with its reason.
+    let unknown = OpenAiImages::new(OpenAiImagesConfig {
+        model: "dall-e-9".into(),
+        ..config(ResponseFormat::B64Json)
+    })
+    .unwrap();
+    let err = unknown
+        .generate(request.clone(), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&server.url("/v1")) && err.contains("unknown image model `dall-e-9`"),
+        "{err}"
+    );
+    // Refused before sending: outside the configured sizes, and img2img.
+    let mut big = request.clone();
+    big.width = 1024;
+    let err = remote.generate(big, None).await.unwrap_err().to_string();
+    assert!(err.contains("width") && err.contains("64..=512"), "{err}");
+    let mut edit = request.clone();
+    edit.init = Some(InitImage {
+        image: local.images[0].image.clone(),
+        strength: 0.5,
+    });
+    let err = remote.generate(edit, None).await.unwrap_err().to_string();
+    assert!(err.contains("init") && err.contains("img2img"), "{err}");
+    // Configuration errors name the setting.
+    let err = OpenAiImages::new(OpenAiImagesConfig {
+        base_url: "localhost:8080".into(),
+        ..config(ResponseFormat::B64Json)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("base_url") && err.contains("http://"), "{err}");
+    // Cancelled: the request ends with Cancelled, not an answer.
+    let cancelled = request.clone();
+    cancelled.cancel.cancel();
+    let err = remote.generate(cancelled, None).await.unwrap_err();
+    assert!(matches!(err, atelier_inference::Error::Cancelled), "{err}");
+    server.stop().await;
 }

@@ -72,6 +72,18 @@ pub fn llm() -> Arc<dyn ChatModel> {
 }
 
 /// The real open_nsfw classifier, loaded once per test binary.
+/// The small random-weight CLIP checkpoint of the inference tests (Hugging Face layout,
+/// written by scripts/reference/clip.py): real loading and scoring code, meaningless scores.
+pub fn test_clip() -> Arc<atelier_inference::vision::clip::ClipScorer> {
+    static C: OnceLock<Arc<atelier_inference::vision::clip::ClipScorer>> = OnceLock::new();
+    C.get_or_init(|| {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../inference/tests/data/clip");
+        Arc::new(atelier_inference::vision::clip::ClipScorer::load(&dir).unwrap())
+    })
+    .clone()
+}
+
 pub fn nsfw() -> Arc<NsfwClassifier> {
     static C: OnceLock<Arc<NsfwClassifier>> = OnceLock::new();
     C.get_or_init(|| {

@@ -6,8 +6,10 @@
 //! outside a backend's [`Limits`] are refused with an error naming the limit.
 //!
 //! Backends: [`tiny::TinyGenerator`], Atelier's own offline model (trained by `atelier train
-//! tiny`, shipped with the project, runs on 2 CPU cores).
+//! tiny`, shipped with the project, runs on 2 CPU cores), and [`openai::OpenAiImages`], any
+//! service speaking OpenAI's `/v1/images/generations`.
 
+pub mod openai;
 pub mod tiny;
 
 use image::RgbImage;

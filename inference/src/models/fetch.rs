@@ -334,6 +334,67 @@ impl Fetcher {
         }
     }
 
+    /// Fetch `files` of a Hugging Face repository at `revision` (the default branch when
+    /// `None`) into the hub cache under the model cache, and return the snapshot directory that
+    /// holds them. For models no registry carries and no card pins (CLIP checkpoints a user
+    /// names); files already cached are not fetched again. Each entry of `files` lists
+    /// alternatives tried in order (`["model.safetensors", "pytorch_model.bin"]`): the first the
+    /// repository has is taken.
+    pub async fn pull_hub_snapshot(
+        &self,
+        repo: &str,
+        revision: Option<&str>,
+        files: &[&[&str]],
+    ) -> Result<PathBuf> {
+        let hub_err = |file: &str, detail: String| Error::Hub {
+            repo: repo.to_string(),
+            file: file.to_string(),
+            detail,
+        };
+        let api = self
+            .hub_api()
+            .map_err(|detail| hub_err("(connection)", detail))?;
+        let handle = api.repo(hf_hub::Repo::with_revision(
+            repo.to_string(),
+            hf_hub::RepoType::Model,
+            revision.unwrap_or("main").to_string(),
+        ));
+        let mut snapshot: Option<PathBuf> = None;
+        for alternatives in files {
+            let mut errors = Vec::new();
+            let mut found = None;
+            for (i, name) in alternatives.iter().enumerate() {
+                self.progress.event(FetchEvent::Downloading {
+                    package: format!("{repo}/{name}"),
+                    index: i,
+                    count: alternatives.len(),
+                });
+                match handle.get(name).await {
+                    Ok(path) => {
+                        found = Some(path);
+                        break;
+                    }
+                    Err(e) => errors.push(format!("{name}: {e}")),
+                }
+            }
+            let path =
+                found.ok_or_else(|| hub_err(&alternatives.join(" or "), errors.join("; ")))?;
+            snapshot = path.parent().map(Path::to_path_buf);
+        }
+        snapshot.ok_or_else(|| hub_err("(none)", "no files were asked for".into()))
+    }
+
+    fn hub_api(&self) -> std::result::Result<hf_hub::api::tokio::Api, String> {
+        let mut builder = hf_hub::api::tokio::ApiBuilder::new()
+            .with_progress(false)
+            .with_cache_dir(self.config.cache_dir.join(".hf"))
+            .with_token(self.config.hf_token.clone());
+        if let Some(endpoint) = &self.config.hf_endpoint {
+            builder = builder.with_endpoint(endpoint.clone());
+        }
+        builder.build().map_err(|e| e.to_string())
+    }
+
     async fn pull_from_hub(&self, card: &ModelCard, file: &ModelFile, dir: &Path) -> Result<()> {
         let hub = card
             .hf
@@ -349,14 +410,7 @@ impl Fetcher {
             file: remote.clone(),
             detail,
         };
-        let mut builder = hf_hub::api::tokio::ApiBuilder::new()
-            .with_progress(false)
-            .with_cache_dir(self.config.cache_dir.join(".hf"))
-            .with_token(self.config.hf_token.clone());
-        if let Some(endpoint) = &self.config.hf_endpoint {
-            builder = builder.with_endpoint(endpoint.clone());
-        }
-        let api = builder.build().map_err(|e| hub_err(e.to_string()))?;
+        let api = self.hub_api().map_err(hub_err)?;
         let repo = hf_hub::Repo::with_revision(
             hub.repo.clone(),
             hf_hub::RepoType::Model,

@@ -135,7 +135,7 @@ pub async fn decisions(settings: &Settings, args: BenchAgentArgs) -> anyhow::Res
                 images: Arc::new(DirImageStore::new(images.path())?),
                 // The benchmark times the chat models' decisions; pixel safety is the same
                 // fixed cost for every model.
-                safety: None,
+                critics: Default::default(),
                 upscale: None,
             },
             Arc::new(MemorySessionStore::new()),
@@ -290,7 +290,7 @@ pub async fn overhead(_settings: &Settings, args: BenchAgentOverheadArgs) -> any
             generator: Arc::new(Replay(image)),
             brands: None,
             images: Arc::new(DirImageStore::new(out.path())?),
-            safety: None,
+            critics: Default::default(),
             upscale: None,
         },
         Arc::new(MemorySessionStore::new()),

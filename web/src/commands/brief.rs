@@ -18,7 +18,7 @@ pub async fn run(settings: &Settings, args: BriefArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| settings.brands.default_tenant.clone());
     let llm = super::chat_model(settings, args.model.as_deref(), 1).await?;
-    let generator = Arc::new(super::tiny_generator(settings, &args.image_model, None).await?);
+    let generator = super::image_generator(settings, &args.image_model, None).await?;
     let brands = if args.no_brands {
         None
     } else {
@@ -36,7 +36,7 @@ pub async fn run(settings: &Settings, args: BriefArgs) -> anyhow::Result<()> {
             generator,
             brands,
             images,
-            safety: super::nsfw_classifier(settings).await?,
+            critics: super::critics(settings).await?,
             upscale: super::optional_upscalers(settings).await?,
         },
         Arc::new(MemorySessionStore::new()),
@@ -136,9 +136,16 @@ fn print_event(event: &AgentEvent, json: bool) {
             image.uri,
             if *passed { "passed" } else { "failed" }
         ),
-        AgentEvent::Critique { checks, .. } => {
+        AgentEvent::Critique {
+            checks,
+            not_measured,
+            ..
+        } => {
             for c in checks.iter().filter(|c| !c.passed) {
                 println!("    ✗ {}: {}", c.name, c.detail);
+            }
+            for m in not_measured {
+                println!("    - {}: not measured ({})", m.name, m.reason);
             }
         }
         AgentEvent::Final {

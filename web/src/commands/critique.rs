@@ -6,9 +6,7 @@ use anyhow::{Context, bail};
 use atelier_inference::diffusion::tiny::data::COLOURS;
 use atelier_tools::brand::kit::Hex;
 use atelier_tools::brand::{Ingestor, KitSummary};
-use atelier_tools::critique::{
-    Critique, CritiqueInput, RequestedColour, critique_image, nsfw_probability,
-};
+use atelier_tools::critique::{Critique, CritiqueInput, RequestedColour, critique_image};
 
 use crate::cli::CritiqueArgs;
 use crate::settings::Settings;
@@ -156,8 +154,9 @@ pub async fn run(settings: &Settings, args: CritiqueArgs) -> anyhow::Result<()> 
             })?)
         }
     };
-    let classifier = super::nsfw_classifier(settings).await?;
+    let critics = super::critics(settings).await?;
     let critique = tokio::task::spawn_blocking(move || {
+        let seen = critics.look(&image, &brief);
         critique_image(CritiqueInput {
             image: &image,
             prompt: &brief,
@@ -165,7 +164,7 @@ pub async fn run(settings: &Settings, args: CritiqueArgs) -> anyhow::Result<()> 
             kit: kit.as_ref(),
             target,
             layout: layout.as_ref(),
-            nsfw: nsfw_probability(classifier.as_deref(), &image),
+            pixels: &seen,
         })
     })
     .await
@@ -198,5 +197,8 @@ fn print_critique(c: &Critique) {
         if let Some(fix) = &check.fix {
             println!("      fix: {fix}");
         }
+    }
+    for missing in &c.not_measured {
+        println!("  - {:<18} not measured: {}", missing.name, missing.reason);
     }
 }

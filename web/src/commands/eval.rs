@@ -151,19 +151,18 @@ async fn run_eval(settings: &Settings, args: EvalRunArgs) -> anyhow::Result<()> 
     );
     // Declared before the target: the run's brand store flushes into it when dropped.
     let store_dir = tempfile::tempdir().context("creating the run's brand store")?;
-    let nsfw = super::nsfw_classifier(settings).await?;
+    let critics = super::critics(settings).await?;
     let target: Box<dyn Target> = match &args.server {
         Some(url) => Box::new(Server::connect(url).await?),
         None => {
-            Box::new(in_process(settings, &args, &suite, store_dir.path(), nsfw.clone()).await?)
+            Box::new(in_process(settings, &args, &suite, store_dir.path(), critics.clone()).await?)
         }
     };
     let options = RunOptions {
         out: out.clone(),
         compute_usd_per_hour: args.compute_usd_per_hour,
         case_timeout: Duration::from_secs(args.case_timeout),
-        clip: false,
-        nsfw,
+        critics,
     };
     let bar = ProgressBar::new(suite.cases.len() as u64);
     bar.set_style(
@@ -246,10 +245,10 @@ async fn in_process(
     args: &EvalRunArgs,
     suite: &Suite,
     store_dir: &Path,
-    safety: Option<Arc<atelier_inference::vision::safety::NsfwClassifier>>,
+    critics: atelier_tools::critique::Critics,
 ) -> anyhow::Result<InProcess> {
     let llm = super::chat_model(settings, args.model.as_deref(), 1).await?;
-    let generator = Arc::new(super::tiny_generator(settings, &args.image_model, None).await?);
+    let generator = super::image_generator(settings, &args.image_model, None).await?;
     let brands = if suite.brands.is_empty() {
         None
     } else {
@@ -271,7 +270,7 @@ async fn in_process(
         brands,
         config: settings.agent.clone(),
         tenant: TENANT.into(),
-        safety,
+        critics,
         upscale: super::optional_upscalers(settings).await?,
     })
 }

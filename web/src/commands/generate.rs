@@ -1,7 +1,6 @@
 //! `atelier generate`: text to images with an ImageGenerator, printing progress.
 
 use anyhow::Context;
-use atelier_inference::diffusion::tiny::TinyGenerator;
 use atelier_inference::diffusion::{ImageGenerator, ImageRequest, InitImage, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -10,7 +9,7 @@ use crate::settings::Settings;
 
 pub async fn run(settings: &Settings, args: GenerateArgs) -> anyhow::Result<()> {
     let (width, height) = parse_size(&args.size)?;
-    let generator = super::tiny_generator(settings, &args.model, args.weights.as_deref()).await?;
+    let generator = super::image_generator(settings, &args.model, args.weights.as_deref()).await?;
 
     let prompts: Vec<String> = match (&args.prompt, &args.prompts) {
         (Some(prompt), _) => vec![prompt.clone()],
@@ -31,7 +30,7 @@ pub async fn run(settings: &Settings, args: GenerateArgs) -> anyhow::Result<()> 
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut all = Vec::new();
     for (p, prompt) in prompts.iter().enumerate() {
-        let images = one_prompt(&generator, prompt, &args, width, height).await?;
+        let images = one_prompt(generator.as_ref(), prompt, &args, width, height).await?;
         for (i, image) in images.into_iter().enumerate() {
             let name = if prompts.len() > 1 {
                 format!("p{p:03}-image-{i}-seed{}.png", image.seed)
@@ -57,7 +56,7 @@ pub async fn run(settings: &Settings, args: GenerateArgs) -> anyhow::Result<()> 
 }
 
 async fn one_prompt(
-    generator: &TinyGenerator,
+    generator: &dyn ImageGenerator,
     prompt: &str,
     args: &GenerateArgs,
     width: u32,

@@ -181,6 +181,34 @@ pub async fn brand_store(settings: &Settings, dims: usize) -> anyhow::Result<Arc
     })
 }
 
+/// The image model named `name`: `openai` is the OpenAI-compatible service of
+/// `[images.openai]`; anything else is Atelier's own model (see [`tiny_generator`]).
+pub async fn image_generator(
+    settings: &Settings,
+    name: &str,
+    weights: Option<&std::path::Path>,
+) -> anyhow::Result<Arc<dyn atelier_inference::diffusion::ImageGenerator>> {
+    if name == OPENAI_IMAGES {
+        let config = settings.images.openai.clone();
+        anyhow::ensure!(
+            weights.is_none(),
+            "--weights is for atelier-tiny; the `openai` image model is a remote service"
+        );
+        anyhow::ensure!(
+            !config.base_url.trim().is_empty(),
+            "the `openai` image model needs images.openai.base_url (and model, api_key) in the \
+             settings, e.g. ATELIER__IMAGES__OPENAI__BASE_URL=https://api.openai.com/v1"
+        );
+        let generator = atelier_inference::diffusion::openai::OpenAiImages::new(config)
+            .context("images.openai")?;
+        return Ok(Arc::new(generator));
+    }
+    Ok(Arc::new(tiny_generator(settings, name, weights).await?))
+}
+
+/// The image model name that selects the `[images.openai]` service.
+pub const OPENAI_IMAGES: &str = "openai";
+
 /// Atelier's own image model: `name` from the catalog (the bundled weights are written into the
 /// cache on first use, offline), or the weights in `weights` when given.
 pub async fn tiny_generator(
@@ -222,7 +250,7 @@ pub async fn tiny_generator(
 
 /// The open_nsfw classifier for the critique's safety check, when it is in the model cache.
 /// Without it the critique checks prompts only and says the pixels were not classified.
-pub async fn nsfw_classifier(
+async fn nsfw_classifier(
     settings: &Settings,
 ) -> anyhow::Result<Option<Arc<atelier_inference::vision::safety::NsfwClassifier>>> {
     let card = Catalog::builtin()?.get("open-nsfw")?.clone();
@@ -240,6 +268,54 @@ pub async fn nsfw_classifier(
     .await
     .context("model loading thread failed")??;
     Ok(Some(Arc::new(classifier)))
+}
+
+/// The models behind the critique's pixel checks: open_nsfw when it is in the model cache,
+/// CLIP when `critique.clip` names one (a directory, or a Hugging Face repository fetched into
+/// the model cache). A configured CLIP that cannot be loaded is an error, not a silent skip.
+pub async fn critics(settings: &Settings) -> anyhow::Result<atelier_tools::critique::Critics> {
+    use crate::settings::ClipSource;
+    use atelier_inference::models::{Fetcher, NoProgress};
+    let safety = nsfw_classifier(settings).await?;
+    let dir = match settings.critique.clip_source()? {
+        None => None,
+        Some(ClipSource::Dir(dir)) => Some(dir),
+        Some(ClipSource::Hub { repo, revision }) => {
+            let fetcher = Fetcher::new(settings.fetcher_config(), Arc::new(NoProgress));
+            let files: [&[&str]; 3] = [
+                &["config.json"],
+                &["tokenizer.json"],
+                &["model.safetensors", "pytorch_model.bin"],
+            ];
+            Some(
+                fetcher
+                    .pull_hub_snapshot(&repo, revision.as_deref(), &files)
+                    .await
+                    .with_context(|| format!("fetching the CLIP weights of {repo}"))?,
+            )
+        }
+    };
+    let alignment = match dir {
+        None => None,
+        Some(dir) => {
+            let scorer = tokio::task::spawn_blocking(move || {
+                atelier_inference::vision::clip::ClipScorer::load(&dir).with_context(|| {
+                    format!(
+                        "loading CLIP from {} (critique.clip; empty it to run without the \
+                         alignment check)",
+                        dir.display()
+                    )
+                })
+            })
+            .await
+            .context("model loading thread failed")??;
+            Some(atelier_tools::critique::ClipCritic {
+                scorer: Arc::new(scorer),
+                threshold: settings.critique.alignment_threshold,
+            })
+        }
+    };
+    Ok(atelier_tools::critique::Critics { safety, alignment })
 }
 
 /// The u2netp segmenter behind `remove_background` (`atelier models pull u2netp` installs it).

@@ -69,10 +69,9 @@ impl Services {
         let llm_name = llm.name().to_string();
         let llm: Arc<dyn atelier_inference::llm::ChatModel> =
             Arc::new(throttle::Throttled::new(llm, permits.clone()));
-        let tiny: Arc<dyn ImageGenerator> = Arc::new(
-            crate::commands::tiny_generator(settings, &settings.server.image_model, None).await?,
-        );
-        let generator: Arc<dyn ImageGenerator> = Arc::new(throttle::Throttled::new(tiny, permits));
+        let model =
+            crate::commands::image_generator(settings, &settings.server.image_model, None).await?;
+        let generator: Arc<dyn ImageGenerator> = Arc::new(throttle::Throttled::new(model, permits));
         let embedder = crate::commands::embedder(settings).await?;
         let store = crate::commands::brand_store(settings, embedder.dimensions()).await?;
         let brands = Some(Ingestor::new(store, embedder));
@@ -88,7 +87,7 @@ impl Services {
                 generator: generator.clone(),
                 brands: brands.clone(),
                 images: images.clone(),
-                safety: crate::commands::nsfw_classifier(settings).await?,
+                critics: crate::commands::critics(settings).await?,
                 upscale: crate::commands::optional_upscalers(settings).await?,
             },
             Arc::new(MemorySessionStore::new()),

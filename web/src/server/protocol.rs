@@ -108,6 +108,13 @@ pub struct CheckOut {
     pub detail: String,
 }
 
+/// A check that could not run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NotMeasuredOut {
+    pub name: String,
+    pub reason: String,
+}
+
 /// How a tool call went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -206,6 +213,9 @@ pub enum ServerBody {
         passed: bool,
         score: f32,
         checks: Vec<CheckOut>,
+        /// Checks that could not run and why (alignment without CLIP weights).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_measured: Vec<NotMeasuredOut>,
     },
     /// The user chose an image.
     Chosen { image_id: String },
@@ -312,6 +322,7 @@ impl ServerBody {
                 passed,
                 score,
                 checks,
+                not_measured,
             } => ServerBody::Critique {
                 image_id,
                 passed,
@@ -323,6 +334,13 @@ impl ServerBody {
                         passed: c.passed,
                         score: c.score,
                         detail: c.detail,
+                    })
+                    .collect(),
+                not_measured: not_measured
+                    .into_iter()
+                    .map(|m| NotMeasuredOut {
+                        name: m.name,
+                        reason: m.reason,
                     })
                     .collect(),
             },

@@ -13,6 +13,7 @@ use atelier_agent::testing::ScriptedModel;
 use atelier_agent::{Agent, AgentConfig, DirImageStore, MemorySessionStore, Toolbox};
 use atelier_inference::diffusion::ImageGenerator;
 use atelier_inference::llm::{ChatModel, ChatRequest};
+use atelier_tools::critique::Critics;
 use atelier_web::server::throttle::Throttled;
 use atelier_web::server::{ARTIFACTS, ServerConfig, Services, serve};
 use futures::{SinkExt, StreamExt};
@@ -120,7 +121,10 @@ impl TestServer {
                 generator: generator.clone(),
                 brands: Some(brands.clone()),
                 images: images.clone(),
-                safety: Some(common::nsfw()),
+                critics: Critics {
+                    safety: Some(common::nsfw()),
+                    alignment: None,
+                },
                 upscale: None,
             },
             sessions.clone(),
