@@ -115,6 +115,13 @@ pub enum Error {
         detail: String,
     },
 
+    /// A model ran out of memory (GPU or host); a smaller request may fit.
+    #[error("out of memory while trying to {action}: {detail}; try a smaller size or fewer images")]
+    OutOfMemory {
+        action: &'static str,
+        detail: String,
+    },
+
     /// The ONNX runtime (tract) could not load or run a model.
     #[error("ONNX runtime failed to {action}: {detail}")]
     Onnx {

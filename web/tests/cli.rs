@@ -1164,3 +1164,69 @@ fn critique_measures_alignment_with_a_configured_clip_and_says_when_it_cannot() 
         "{err}"
     );
 }
+
+/// `atelier generate --model DIR` runs a Stable Diffusion checkpoint in diffusers layout (here a
+/// small random-weight one), deterministically; `--model hf:OWNER/REPO` fetches the same files
+/// through the hub protocol into the model cache, with the CLIP tokenizer from
+/// openai/clip-vit-large-patch14 when the repository has no tokenizer.json.
+#[test]
+fn generate_runs_a_stable_diffusion_checkpoint_from_a_directory_or_the_hub() {
+    use atelier_inference::diffusion::sd::testing::{Family, random_checkpoint};
+    let home = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let ckpt = tempfile::tempdir().unwrap();
+    random_checkpoint(ckpt.path(), Family::Turbo);
+    let generate = |model: &str, out: &Path, envs: &[(&str, &str)]| {
+        let mut cmd = atelier(home.path(), models.path());
+        cmd.args(["generate", "a red scooter", "--model", model])
+            .args(["--size", "32x24", "--steps", "2", "--seed", "7", "--n", "2"])
+            .arg("--out")
+            .arg(out);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    };
+    let local = home.path().join("local");
+    let (out, stdout, err) = generate(ckpt.path().to_str().unwrap(), &local, &[]);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    let first = image::open(local.join("image-0-seed7.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(first.dimensions(), (32, 24));
+
+    // Limits come back named: turbo models take at most 4 steps.
+    let mut cmd = atelier(home.path(), models.path());
+    cmd.args(["generate", "x", "--model"])
+        .arg(ckpt.path())
+        .args(["--steps", "9", "--size", "32x24", "--out"])
+        .arg(home.path().join("bad"));
+    let (out, _, err) = run(&mut cmd);
+    assert!(!out.status.success());
+    assert!(err.contains("steps") && err.contains("1..=4"), "{err}");
+
+    // From the hub: the repository has no tokenizer.json, so the CLIP one is fetched too.
+    let hub_dir = tempfile::tempdir().unwrap();
+    let clip_tokenizer = hub_dir.path().join("tokenizer.json");
+    std::fs::rename(
+        ckpt.path().join("tokenizer/tokenizer.json"),
+        &clip_tokenizer,
+    )
+    .unwrap();
+    let (endpoint, hits) = hub_server(ckpt.path().to_path_buf());
+    // One server answers for both repositories: the CLIP tokenizer sits at its root.
+    std::fs::copy(&clip_tokenizer, ckpt.path().join("tokenizer.json")).unwrap();
+    let from_hub = home.path().join("hub");
+    let (out, _, err) = generate(
+        "hf:stabilityai/sd-turbo",
+        &from_hub,
+        &[("ATELIER__MODELS__HF_ENDPOINT", endpoint.as_str())],
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 7);
+    let hub_first = image::open(from_hub.join("image-0-seed7.png"))
+        .unwrap()
+        .to_rgb8();
+    assert!(hub_first == first, "same checkpoint, same seed, same bytes");
+}

@@ -10,6 +10,7 @@
 //! service speaking OpenAI's `/v1/images/generations`.
 
 pub mod openai;
+pub mod sd;
 pub mod tiny;
 
 use image::RgbImage;

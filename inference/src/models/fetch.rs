@@ -363,6 +363,7 @@ impl Fetcher {
         for alternatives in files {
             let mut errors = Vec::new();
             let mut found = None;
+            let mut depth = 1;
             for (i, name) in alternatives.iter().enumerate() {
                 self.progress.event(FetchEvent::Downloading {
                     package: format!("{repo}/{name}"),
@@ -372,6 +373,7 @@ impl Fetcher {
                 match handle.get(name).await {
                     Ok(path) => {
                         found = Some(path);
+                        depth = name.split('/').count();
                         break;
                     }
                     Err(e) => errors.push(format!("{name}: {e}")),
@@ -379,7 +381,8 @@ impl Fetcher {
             }
             let path =
                 found.ok_or_else(|| hub_err(&alternatives.join(" or "), errors.join("; ")))?;
-            snapshot = path.parent().map(Path::to_path_buf);
+            // The snapshot directory: the file's path less its path in the repository.
+            snapshot = path.ancestors().nth(depth).map(Path::to_path_buf);
         }
         snapshot.ok_or_else(|| hub_err("(none)", "no files were asked for".into()))
     }

@@ -182,7 +182,9 @@ pub async fn brand_store(settings: &Settings, dims: usize) -> anyhow::Result<Arc
 }
 
 /// The image model named `name`: `openai` is the OpenAI-compatible service of
-/// `[images.openai]`; anything else is Atelier's own model (see [`tiny_generator`]).
+/// `[images.openai]`; a directory holding a diffusers checkpoint (`unet/config.json`, …) or
+/// `hf:OWNER/REPO[@REVISION]` is Stable Diffusion 1.x / 2.x / Turbo on candle; anything else is
+/// Atelier's own model (see [`tiny_generator`]).
 pub async fn image_generator(
     settings: &Settings,
     name: &str,
@@ -203,7 +205,105 @@ pub async fn image_generator(
             .context("images.openai")?;
         return Ok(Arc::new(generator));
     }
+    if let Some(hub) = name.strip_prefix("hf:") {
+        let (dir, tokenizer) = pull_stable_diffusion(settings, hub).await?;
+        return Ok(Arc::new(
+            load_stable_diffusion(dir, Some(tokenizer), hub).await?,
+        ));
+    }
+    let dir = std::path::Path::new(name);
+    if dir.join("unet/config.json").is_file() {
+        let label = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.to_string());
+        return Ok(Arc::new(
+            load_stable_diffusion(dir.to_path_buf(), None, &label).await?,
+        ));
+    }
     Ok(Arc::new(tiny_generator(settings, name, weights).await?))
+}
+
+async fn load_stable_diffusion(
+    dir: std::path::PathBuf,
+    tokenizer: Option<std::path::PathBuf>,
+    name: &str,
+) -> anyhow::Result<atelier_inference::diffusion::sd::StableDiffusion> {
+    use atelier_inference::diffusion::sd::{SdOptions, StableDiffusion};
+    let options = SdOptions {
+        name: Some(name.to_string()),
+        tokenizer,
+        ..SdOptions::default()
+    };
+    tokio::task::spawn_blocking(move || {
+        StableDiffusion::load(&dir, options)
+            .with_context(|| format!("loading Stable Diffusion from {}", dir.display()))
+    })
+    .await
+    .context("model loading thread failed")?
+}
+
+/// Fetch a diffusers Stable Diffusion repository (`OWNER/REPO[@REVISION]`) into the model
+/// cache; returns its snapshot directory and the tokenizer to use: the repository's own
+/// `tokenizer/tokenizer.json` when it has one, else the CLIP tokenizer of
+/// `openai/clip-vit-large-patch14` (the same vocabulary; diffusers repositories usually ship it
+/// as `vocab.json` and `merges.txt` only).
+async fn pull_stable_diffusion(
+    settings: &Settings,
+    hub: &str,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    use atelier_inference::models::{Fetcher, NoProgress};
+    let (repo, revision) = match hub.split_once('@') {
+        Some((repo, rev)) => (repo, Some(rev)),
+        None => (hub, None),
+    };
+    anyhow::ensure!(
+        repo.split('/').count() == 2 && !repo.starts_with('/') && !repo.ends_with('/'),
+        "`hf:{hub}`: an image model from the hub is named hf:OWNER/REPO or hf:OWNER/REPO@REVISION"
+    );
+    let fetcher = Fetcher::new(settings.fetcher_config(), Arc::new(NoProgress));
+    let files: [&[&str]; 7] = [
+        &["unet/config.json"],
+        &[
+            "unet/diffusion_pytorch_model.safetensors",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+        ],
+        &["vae/config.json"],
+        &[
+            "vae/diffusion_pytorch_model.safetensors",
+            "vae/diffusion_pytorch_model.fp16.safetensors",
+        ],
+        &["text_encoder/config.json"],
+        &[
+            "text_encoder/model.safetensors",
+            "text_encoder/model.fp16.safetensors",
+        ],
+        &["scheduler/scheduler_config.json"],
+    ];
+    let dir = fetcher
+        .pull_hub_snapshot(repo, revision, &files)
+        .await
+        .with_context(|| format!("fetching Stable Diffusion from {repo}"))?;
+    // Optional: the padding token (SD 2 pads with `!`).
+    let _ = fetcher
+        .pull_hub_snapshot(repo, revision, &[&["tokenizer/tokenizer_config.json"]])
+        .await;
+    let own = fetcher
+        .pull_hub_snapshot(repo, revision, &[&["tokenizer/tokenizer.json"]])
+        .await;
+    let tokenizer = match own {
+        Ok(dir) => dir.join("tokenizer/tokenizer.json"),
+        Err(_) => fetcher
+            .pull_hub_snapshot(
+                "openai/clip-vit-large-patch14",
+                None,
+                &[&["tokenizer.json"]],
+            )
+            .await
+            .context("fetching the CLIP tokenizer (openai/clip-vit-large-patch14)")?
+            .join("tokenizer.json"),
+    };
+    Ok((dir, tokenizer))
 }
 
 /// The image model name that selects the `[images.openai]` service.
