@@ -170,7 +170,9 @@ impl ChatModel for OpenAiChatModel {
 
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
         request.validate()?;
-        let api_request = self.build_request(&request);
+        let mut api_request = self.build_request(&request);
+        // async-openai's `byot` feature (used by the images backend) leaves `stream` as given.
+        api_request.stream = Some(true);
         let mut upstream = self
             .client
             .chat()
