@@ -55,8 +55,10 @@ pub async fn run(settings: &Settings, args: BriefArgs) -> anyhow::Result<()> {
     let mut answers = args.answers.clone().into_iter();
     let printer = tokio::spawn(async move {
         let interactive = std::io::stdin().is_terminal() && !json;
+        // Checks that could not run are said once, not after every critique.
+        let mut unmeasured = std::collections::HashSet::new();
         while let Some(event) = events.recv().await {
-            print_event(&event, json);
+            print_event(&event, json, &mut unmeasured);
             if let AgentEvent::Question { .. } = &event {
                 let input = match answers.next() {
                     Some(a) if a == "-" => UserInput::JustGo,
@@ -103,7 +105,7 @@ async fn read_answer() -> UserInput {
     .unwrap_or(UserInput::JustGo)
 }
 
-fn print_event(event: &AgentEvent, json: bool) {
+fn print_event(event: &AgentEvent, json: bool, unmeasured: &mut std::collections::HashSet<String>) {
     if json {
         if let Ok(line) = serde_json::to_string(event) {
             println!("{line}");
@@ -145,7 +147,9 @@ fn print_event(event: &AgentEvent, json: bool) {
                 println!("    ✗ {}: {}", c.name, c.detail);
             }
             for m in not_measured {
-                println!("    - {}: not measured ({})", m.name, m.reason);
+                if unmeasured.insert(m.name.clone()) {
+                    println!("    - {}: not measured ({})", m.name, m.reason);
+                }
             }
         }
         AgentEvent::Final {
