@@ -228,7 +228,7 @@ impl Critique {
 /// open_nsfw's probability that `image` is not safe for work, when the classifier is loaded.
 /// A classification error (an image outside the model's limits) is logged and leaves the
 /// pixels unclassified, which the safety check reports as such.
-pub fn nsfw_probability(classifier: Option<&NsfwClassifier>, image: &RgbImage) -> Option<f32> {
+fn nsfw_probability(classifier: Option<&NsfwClassifier>, image: &RgbImage) -> Option<f32> {
     match classifier?.classify(image) {
         Ok(score) => Some(score.nsfw),
         Err(e) => {

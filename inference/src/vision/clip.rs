@@ -366,12 +366,7 @@ impl ClipScorer {
                 reason: "tokenises to no tokens between the start and end tokens".into(),
             });
         }
-        let truncated = ids.len() > self.max_tokens;
-        if truncated {
-            let end = ids[ids.len() - 1];
-            ids.truncate(self.max_tokens - 1);
-            ids.push(end);
-        }
+        let truncated = fit_window(&mut ids, self.max_tokens);
         Ok((ids, truncated))
     }
 
@@ -444,6 +439,17 @@ impl ClipScorer {
             .clamp(-1.0, 1.0);
         Ok(Similarity { cosine, truncated })
     }
+}
+
+/// Cut CLIP token ids to `max` keeping the start and the end token, as OpenAI's tokenizer does
+/// with `truncate=True`; true when something was cut. `max` is at least 2.
+pub(crate) fn fit_window(ids: &mut Vec<u32>, max: usize) -> bool {
+    let cut = ids.len() > max;
+    if let (true, Some(&end)) = (cut, ids.last()) {
+        ids.truncate(max - 1);
+        ids.push(end);
+    }
+    cut
 }
 
 /// A 1×D tensor as an L2-normalised vector.

@@ -243,12 +243,7 @@ impl TextEncoder {
                 reason: format!("cannot be tokenised: {e}"),
             })?;
         let mut ids = encoding.get_ids().to_vec();
-        let cut = ids.len() > self.max_tokens;
-        if cut {
-            let end = ids[ids.len() - 1];
-            ids.truncate(self.max_tokens - 1);
-            ids.push(end);
-        }
+        let cut = crate::vision::clip::fit_window(&mut ids, self.max_tokens);
         ids.resize(self.max_tokens, self.pad_id);
         Ok((ids, cut))
     }
