@@ -58,3 +58,31 @@ atelier_test_clients() {
   export ATELIER_OPENAI_PYTHON="$venv/bin/python"
   export ATELIER_REQUIRE_BROWSER=1 ATELIER_REQUIRE_CLIENTS=1
 }
+
+# The PostgreSQL server the metadata-database tests use (a scratch database per test on
+# $ATELIER_TEST_POSTGRES_URL, default the local server with trust auth). Started when it is
+# installed but down; installed from Debian's packages when missing.
+atelier_test_services() {
+  export ATELIER_TEST_POSTGRES_URL="${ATELIER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  case "$ATELIER_TEST_POSTGRES_URL" in
+    *@127.0.0.1:5432/*|*@localhost:5432/*) ;;
+    *) return 0 ;; # somebody else's server: theirs to run
+  esac
+  pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "installing system packages: postgresql" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+  fi
+  echo "starting PostgreSQL" >&2
+  local version
+  version="$(ls /etc/postgresql | sort -V | tail -1)"
+  $sudo pg_ctlcluster "$version" main start || $sudo service postgresql start
+  for _ in $(seq 1 30); do
+    pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && break
+    sleep 1
+  done
+  pg_isready -h 127.0.0.1 -p 5432 >&2
+}

@@ -7,6 +7,7 @@ atelier_system_packages
 atelier_target_dir
 atelier_models_dir
 atelier_test_clients
+atelier_test_services
 
 cargo fmt --all -- --check
 cargo build --locked --workspace --all-targets

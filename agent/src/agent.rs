@@ -105,7 +105,12 @@ pub struct Toolbox {
 pub struct SessionIo {
     pub events: mpsc::Sender<AgentEvent>,
     pub inputs: mpsc::Receiver<UserInput>,
+    /// The user stops the session: it ends as cancelled.
     pub cancel: CancellationToken,
+    /// The process is stopping: the run ends at once with [`Error::Interrupted`] and the
+    /// stored session stays as it was saved at its last transition, to be resumed
+    /// ([`Agent::resume`]) by the next process.
+    pub interrupt: CancellationToken,
 }
 
 impl SessionIo {
@@ -113,11 +118,14 @@ impl SessionIo {
     pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<AgentEvent>, mpsc::Sender<UserInput>) {
         let (events, events_rx) = mpsc::channel(capacity.max(1));
         let (inputs_tx, inputs) = mpsc::channel(16);
+        let interrupt = CancellationToken::new();
         (
             SessionIo {
                 events,
                 inputs,
-                cancel: CancellationToken::new(),
+                // Steps watch `cancel`; an interrupt cancels it too (a child token).
+                cancel: interrupt.child_token(),
+                interrupt,
             },
             events_rx,
             inputs_tx,
@@ -230,9 +238,15 @@ impl Agent {
 
     /// Drive `session` until it ends (done, failed or cancelled). Events go to `io.events`;
     /// answers come from `io.inputs`. The session is saved after every transition.
+    ///
+    /// When `io.interrupt` fires, the run stops within the current step and returns
+    /// [`Error::Interrupted`] without saving: the store keeps the state of the last transition.
     pub async fn run(&self, session: &mut Session, io: &mut SessionIo) -> Result<()> {
         let mut clock = Clock::new(session.elapsed_ms);
         while !session.phase.is_terminal() {
+            if io.interrupt.is_cancelled() {
+                return Err(Error::Interrupted);
+            }
             let phase = session.phase;
             let next = if io.cancel.is_cancelled() {
                 Err(Error::Cancelled)
@@ -247,6 +261,10 @@ impl Agent {
                 .await;
                 self.step(session, io, &mut clock).await
             };
+            if io.interrupt.is_cancelled() {
+                // Whatever the step did is not saved; the next process redoes it.
+                return Err(Error::Interrupted);
+            }
             session.elapsed_ms = clock.active_ms();
             match next {
                 Ok(next) => session.phase = next,

@@ -25,6 +25,9 @@ pub enum Error {
     /// The session was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The process is stopping; the session stays stored as of its last transition.
+    #[error("interrupted: the process is stopping; the session can be resumed")]
+    Interrupted,
 
     /// The session store failed.
     #[error("session store: {0}")]

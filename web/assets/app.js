@@ -154,6 +154,8 @@ function handle(m) {
   }
   switch (m.type) {
     case "welcome":
+      // A restarted server restores the session with a fresh log: follow its numbering.
+      if (m.replay_from < lastSeq) lastSeq = m.replay_from;
       limits = m.limits;
       input.maxLength = limits.max_message_chars;
       applyState(m.state);

@@ -292,7 +292,12 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct BriefArgs {
     /// The brief, e.g. "a banner for our summer sale".
-    pub text: String,
+    #[arg(required_unless_present = "resume")]
+    pub text: Option<String>,
+    /// Continue a stored session (its id is printed when a brief starts) instead of starting a
+    /// new one: after the process was stopped, or to answer its open question later.
+    #[arg(long, value_name = "SESSION_ID", conflicts_with_all = ["text", "brand", "tenant"])]
+    pub resume: Option<String>,
     /// Brand id (`atelier brand list`); when omitted and several are stored, the agent asks.
     #[arg(long)]
     pub brand: Option<String>,
@@ -417,7 +422,7 @@ pub enum TrainCommand {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum TinyPreset {
-    /// The shipped shapes: 64×64, width 256, 6 blocks.
+    /// The shipped shapes: 32×32 in 4×4 patches, width 256, 6 blocks.
     Base,
     /// A toy network for smoke tests.
     Toy,
@@ -449,6 +454,9 @@ pub struct TrainTinyArgs {
     /// Network size.
     #[arg(long, value_enum, default_value = "base")]
     pub preset: TinyPreset,
+    /// Override the preset's image side (pixels; a multiple of the patch size).
+    #[arg(long)]
+    pub image_size: Option<usize>,
     /// Override the preset's patch size (pixels per token side).
     #[arg(long)]
     pub patch: Option<usize>,

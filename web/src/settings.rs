@@ -212,6 +212,15 @@ pub struct BrandsSettings {
     pub qdrant: QdrantSettings,
 }
 
+/// `[database]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://…` or `postgres://…`; empty: an SQLite file in the data directory.
+    pub url: String,
+    pub max_connections: u32,
+}
+
 /// All settings, validated.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +229,7 @@ pub struct Settings {
     pub models: ModelsSettings,
     pub embed: EmbedSettings,
     pub brands: BrandsSettings,
+    pub database: DatabaseSettings,
     pub images: ImagesSettings,
     pub critique: CritiqueSettings,
     pub agent: atelier_agent::AgentConfig,
@@ -307,6 +317,21 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The metadata database the settings name (`database.url`, or the SQLite file
+    /// `atelier.db` in the data directory).
+    pub fn database_config(&self) -> atelier_platform::DatabaseConfig {
+        let url = self.database.url.trim();
+        let url = if url.is_empty() {
+            format!("sqlite://{}", self.home.join("atelier.db").display())
+        } else {
+            url.to_string()
+        };
+        atelier_platform::DatabaseConfig {
+            max_connections: self.database.max_connections,
+            ..atelier_platform::DatabaseConfig::new(url)
+        }
+    }
+
     /// Check every value against its allowed range.
     pub fn validate(&self) -> Result<(), SettingsError> {
         fn range<T: PartialOrd + std::fmt::Display>(
@@ -326,6 +351,24 @@ impl Settings {
         }
         let llm = &self.llm;
         range("llm.context_size", llm.context_size, 256, 131_072)?;
+        range(
+            "database.max_connections",
+            self.database.max_connections,
+            1,
+            atelier_platform::db::MAX_CONNECTIONS,
+        )?;
+        let url = self.database.url.trim();
+        if !(url.is_empty()
+            || url.starts_with("sqlite://")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(SettingsError::Invalid {
+                key: "database.url",
+                value: atelier_platform::db::redact(url),
+                allowed: "must be empty (an SQLite file in the data directory), `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`".into(),
+            });
+        }
         range("llm.parallel", llm.parallel, 1, 64)?;
         range("llm.threads", llm.threads, 1, 256)?;
         range("llm.threads_batch", llm.threads_batch, 1, 256)?;

@@ -98,6 +98,20 @@ fn invalid_settings_fail_at_start_with_key_value_and_range() {
         stderr.contains("llm.parallel") && stderr.contains("1..=64"),
         "{stderr}"
     );
+    // A database URL of another engine names the key and what is allowed, password hidden.
+    let (out, _, stderr) = run(atelier(home.path(), home.path())
+        .env(
+            "ATELIER__DATABASE__URL",
+            "mysql://atelier:hunter2@db/atelier",
+        )
+        .args(["models", "list"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("database.url")
+            && stderr.contains("postgres://")
+            && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
 
     std::fs::write(
         home.path().join("atelier.toml"),
@@ -445,12 +459,17 @@ fn brief_runs_the_agent_and_prints_one_json_event_per_line() {
         .args(["brand", "add"])
         .arg(&kit));
     assert!(out.status.success(), "{stderr}");
-    let (out, stdout, stderr) = run(atelier(home.path(), &models)
-        .env("ATELIER__LLM__THREADS", "2")
-        .env("ATELIER__AGENT__WIDTH", "64")
-        .env("ATELIER__AGENT__HEIGHT", "64")
-        .env("ATELIER__AGENT__MAX_ITERATIONS", "1")
-        .env("ATELIER__AGENT__MAX_VARIANTS", "2")
+    let brief = |cmd: &mut Command| {
+        cmd.env("ATELIER__LLM__THREADS", "2")
+            .env("ATELIER__AGENT__WIDTH", "64")
+            .env("ATELIER__AGENT__HEIGHT", "64")
+            .env("ATELIER__AGENT__MAX_ITERATIONS", "1")
+            .env("ATELIER__AGENT__MAX_VARIANTS", "2");
+    };
+    // First process: asks, gets its answer, starts generating, and is stopped with SIGINT.
+    let mut first = atelier(home.path(), &models);
+    brief(&mut first);
+    let mut child = first
         .args([
             "brief",
             "Make something.",
@@ -459,26 +478,71 @@ fn brief_runs_the_agent_and_prints_one_json_event_per_line() {
             "--out",
             "images",
             "--json",
-        ]));
+        ])
+        .stdout(Stdio::piped())
+        // To a file: an unread stderr pipe could fill up and block the process.
+        .stderr(std::fs::File::create(home.path().join("first.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut before = Vec::new();
+    {
+        use std::io::BufRead;
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines {
+            let line = line.unwrap();
+            let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let kind = event["type"].as_str().unwrap().to_string();
+            before.push(kind.clone());
+            if kind == "tool_call" && !before.iter().any(|k| k == "stopped") {
+                before.push("stopped".into());
+                let interrupted = Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status()
+                    .unwrap();
+                assert!(interrupted.success());
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    let first_err = std::fs::read_to_string(home.path().join("first.err")).unwrap();
+    assert!(!status.success(), "stopped early: {first_err}");
+    assert!(before.contains(&"question".to_string()), "{before:?}");
+    let id = first_err
+        .lines()
+        .find_map(|l| l.strip_prefix("session "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no session id in {first_err}"))
+        .to_string();
+    assert!(
+        first_err.contains(&format!(
+            "stopped; the session is saved: continue it with `atelier brief --resume {id}`"
+        )),
+        "{first_err}"
+    );
+
+    // Second process: continues the stored session to the end.
+    let mut second = atelier(home.path(), &models);
+    brief(&mut second);
+    let (out, stdout, stderr) =
+        run(second.args(["brief", "--resume", &id, "--out", "images", "--json"]));
     assert!(out.status.success(), "{stderr}\n{stdout}");
+    assert!(
+        stderr.contains(&format!("resuming session {id}")),
+        "{stderr}"
+    );
     let events: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    for t in [
-        "question",
-        "tool_call",
-        "tool_result",
-        "image",
-        "critique",
-        "final",
-    ] {
+    assert!(
+        !types.contains(&"question"),
+        "answered before the stop: {types:?}"
+    );
+    for t in ["tool_call", "tool_result", "image", "critique", "final"] {
         assert!(types.contains(&t), "no {t} in {types:?}");
     }
     assert_eq!(types.last(), Some(&"final"));
-    let q = types.iter().position(|t| *t == "question").unwrap();
-    assert!(q < types.iter().position(|t| *t == "tool_call").unwrap());
     let last = events.last().unwrap();
     let image = last["images"][0]["uri"].as_str().unwrap();
     assert!(
@@ -486,6 +550,19 @@ fn brief_runs_the_agent_and_prints_one_json_event_per_line() {
         "{image}"
     );
     assert!(!last["message"].as_str().unwrap().is_empty());
+
+    // The session is stored as done: it cannot be resumed again; an unknown id is refused.
+    let (out, _, stderr) = run(atelier(home.path(), &models).args(["brief", "--resume", &id]));
+    assert!(!out.status.success());
+    assert!(stderr.contains("already ended (done)"), "{stderr}");
+    let (out, _, stderr) =
+        run(atelier(home.path(), &models).args(["brief", "--resume", "no-such-session"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no stored session `no-such-session`"),
+        "{stderr}"
+    );
+    assert!(home.path().join("atelier.db").is_file());
 
     // A brand that is not stored is refused before any work, naming the field.
     let (out, _, stderr) =

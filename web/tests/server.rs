@@ -663,9 +663,10 @@ async fn shutdown_tells_clients_and_lets_the_running_brief_finish() {
     server.stop().await;
     // The brief finished within the grace period and its session was saved as done.
     use atelier_agent::SessionStore;
-    let ids = server.sessions.ids();
+    let sessions = server.sessions.as_ref().unwrap();
+    let ids = sessions.ids();
     assert_eq!(ids.len(), 1);
-    let saved = server.sessions.load(&ids[0]).await.unwrap().unwrap();
+    let saved = sessions.load(&ids[0]).await.unwrap().unwrap();
     assert_eq!(
         saved.phase,
         atelier_agent::Phase::Done,

@@ -4,15 +4,23 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
 use anyhow::Context;
-use atelier_agent::{
-    Agent, AgentEvent, DirImageStore, MemorySessionStore, Phase, SessionIo, Toolbox, UserInput,
-};
+use atelier_agent::{Agent, AgentEvent, DirImageStore, Phase, SessionIo, Toolbox, UserInput};
 use atelier_tools::brand::Ingestor;
 
 use crate::cli::BriefArgs;
+
+/// Print a line to stdout, ignoring a closed pipe (`atelier brief --json | head` must not
+/// panic the event printer and with it the session).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use crate::settings::Settings;
 
 pub async fn run(settings: &Settings, args: BriefArgs) -> anyhow::Result<()> {
+    // Open the store first: a bad database setting fails before any model loads.
+    let sessions = Arc::new(crate::sessions::DbSessionStore::open(settings).await?);
     let tenant = args
         .tenant
         .clone()
@@ -39,15 +47,38 @@ pub async fn run(settings: &Settings, args: BriefArgs) -> anyhow::Result<()> {
             critics: super::critics(settings).await?,
             upscale: super::optional_upscalers(settings).await?,
         },
-        Arc::new(MemorySessionStore::new()),
+        sessions,
         settings.agent.clone(),
     )?;
-    let mut session = agent.start(&tenant, &args.text, args.brand.clone()).await?;
+    let mut session = match (&args.resume, &args.text) {
+        (Some(id), _) => {
+            let session = agent.resume(id).await?.with_context(|| {
+                format!("no stored session `{id}` (the id `atelier brief` printed when it started)")
+            })?;
+            anyhow::ensure!(
+                !session.phase.is_terminal(),
+                "session `{id}` has already ended ({}); nothing to resume",
+                crate::server::hub::phase_name(session.phase)
+            );
+            eprintln!(
+                "resuming session {id} at {}",
+                crate::server::hub::phase_name(session.phase)
+            );
+            session
+        }
+        (None, Some(text)) => agent.start(&tenant, text, args.brand.clone()).await?,
+        (None, None) => anyhow::bail!("give a brief, or --resume SESSION_ID"),
+    };
+    eprintln!(
+        "session {} (continue it later with `atelier brief --resume {}`)",
+        session.id, session.id
+    );
     let (mut io, mut events, inputs) = SessionIo::channel(256);
-    let cancel = io.cancel.clone();
+    // Ctrl-C stops the process but not the session: it stays stored as of its last step.
+    let interrupt = io.interrupt.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.cancel();
+            interrupt.cancel();
         }
     });
 
@@ -68,17 +99,24 @@ pub async fn run(settings: &Settings, args: BriefArgs) -> anyhow::Result<()> {
                 };
                 if !json {
                     match &input {
-                        UserInput::Answer { text } => println!("  > {text}"),
-                        _ => println!("  > (go on with assumptions)"),
+                        UserInput::Answer { text } => out!("  > {text}"),
+                        _ => out!("  > (go on with assumptions)"),
                     }
                 }
                 let _ = inputs.send(input).await;
             }
         }
     });
-    agent.run(&mut session, &mut io).await?;
+    let result = agent.run(&mut session, &mut io).await;
     drop(io);
     printer.await.context("event printer failed")?;
+    if let Err(atelier_agent::Error::Interrupted) = result {
+        anyhow::bail!(
+            "stopped; the session is saved: continue it with `atelier brief --resume {}`",
+            session.id
+        );
+    }
+    result?;
     match session.phase {
         Phase::Done => Ok(()),
         Phase::Cancelled => anyhow::bail!("cancelled"),
@@ -108,24 +146,24 @@ async fn read_answer() -> UserInput {
 fn print_event(event: &AgentEvent, json: bool, unmeasured: &mut std::collections::HashSet<String>) {
     if json {
         if let Ok(line) = serde_json::to_string(event) {
-            println!("{line}");
+            out!("{line}");
         }
         return;
     }
     match event {
-        AgentEvent::Status { detail, .. } => println!("· {detail}"),
-        AgentEvent::Message { text } => println!("{text}"),
+        AgentEvent::Status { detail, .. } => out!("· {detail}"),
+        AgentEvent::Message { text } => out!("{text}"),
         AgentEvent::Question { text, choices, .. } => {
-            println!("? {text}");
+            out!("? {text}");
             if !choices.is_empty() {
-                println!("  choices: {}", choices.join(" | "));
+                out!("  choices: {}", choices.join(" | "));
             }
         }
-        AgentEvent::ToolCall { tool, .. } => println!("→ {tool}"),
+        AgentEvent::ToolCall { tool, .. } => out!("→ {tool}"),
         AgentEvent::ToolResult {
             tool, ok, summary, ..
         } => {
-            println!("{} {tool}: {summary}", if *ok { "✓" } else { "✗" })
+            out!("{} {tool}: {summary}", if *ok { "✓" } else { "✗" })
         }
         AgentEvent::Progress { .. } | AgentEvent::MessageDelta { .. } => {}
         AgentEvent::Image {
@@ -133,7 +171,7 @@ fn print_event(event: &AgentEvent, json: bool, unmeasured: &mut std::collections
             score,
             passed,
             ..
-        } => println!(
+        } => out!(
             "  image {} score {score:.2} {}",
             image.uri,
             if *passed { "passed" } else { "failed" }
@@ -144,11 +182,11 @@ fn print_event(event: &AgentEvent, json: bool, unmeasured: &mut std::collections
             ..
         } => {
             for c in checks.iter().filter(|c| !c.passed) {
-                println!("    ✗ {}: {}", c.name, c.detail);
+                out!("    ✗ {}: {}", c.name, c.detail);
             }
             for m in not_measured {
                 if unmeasured.insert(m.name.clone()) {
-                    println!("    - {}: not measured ({})", m.name, m.reason);
+                    out!("    - {}: not measured ({})", m.name, m.reason);
                 }
             }
         }
@@ -161,13 +199,13 @@ fn print_event(event: &AgentEvent, json: bool, unmeasured: &mut std::collections
             citations,
             iterations,
         } => {
-            println!();
-            println!("{message}");
-            println!("alt text: {alt_text}");
+            out!();
+            out!("{message}");
+            out!("alt text: {alt_text}");
             for i in images {
-                println!("image: {}", i.uri);
+                out!("image: {}", i.uri);
             }
-            println!(
+            out!(
                 "{} after {iterations} round(s)",
                 if *passed {
                     "passed every check"
@@ -176,13 +214,13 @@ fn print_event(event: &AgentEvent, json: bool, unmeasured: &mut std::collections
                 }
             );
             if !citations.is_empty() {
-                println!("guidelines applied: {}", citations.join("; "));
+                out!("guidelines applied: {}", citations.join("; "));
             }
             if !assumptions.is_empty() {
-                println!("assumptions: {}", assumptions.join("; "));
+                out!("assumptions: {}", assumptions.join("; "));
             }
         }
         AgentEvent::Error { message, .. } => eprintln!("error: {message}"),
-        AgentEvent::Cancelled => println!("cancelled"),
+        AgentEvent::Cancelled => out!("cancelled"),
     }
 }

@@ -33,6 +33,9 @@ pub async fn tiny(settings: &Settings, args: TrainTinyArgs) -> anyhow::Result<()
         TinyPreset::Base => TinyConfig::base(),
         TinyPreset::Toy => TinyConfig::toy(),
     };
+    if let Some(size) = args.image_size {
+        options.config.image_size = size;
+    }
     if let Some(patch) = args.patch {
         options.config.patch = patch;
     }

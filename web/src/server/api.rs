@@ -112,6 +112,7 @@ pub async fn create_session(State(hub): Shared, body: Bytes) -> Result<Response,
             })?;
     }
     let session = hub.create(brand.clone())?;
+    hub.record(&session, None).await;
     if let Some(brief) = request.brief {
         let max = hub.config.max_message_chars;
         let chars = brief.chars().count();
@@ -133,8 +134,8 @@ pub async fn create_session(State(hub): Shared, body: Bytes) -> Result<Response,
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-fn session_of(hub: &Hub, id: &str) -> Result<Arc<super::hub::ChatSession>, ApiError> {
-    hub.get(id).ok_or_else(|| {
+async fn session_of(hub: &Arc<Hub>, id: &str) -> Result<Arc<super::hub::ChatSession>, ApiError> {
+    hub.find(id).await.ok_or_else(|| {
         ApiError::not_found(format!(
             "no session `{id}` (sessions end {} s after their last use; create one with POST /v1/sessions)",
             hub.config.session_ttl_seconds
@@ -147,7 +148,7 @@ pub async fn session_state(
     State(hub): Shared,
     Path(id): Path<String>,
 ) -> Result<Json<super::protocol::SessionState>, ApiError> {
-    Ok(Json(session_of(&hub, &id)?.state()))
+    Ok(Json(session_of(&hub, &id).await?.state()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,7 +165,7 @@ pub async fn session_ws(
     Query(query): Query<WsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let session = session_of(&hub, &id)?;
+    let session = session_of(&hub, &id).await?;
     let after = match query.after.as_deref().map(str::trim) {
         None | Some("") => 0,
         Some(a) => a.parse::<u64>().map_err(|_| {

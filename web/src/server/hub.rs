@@ -113,6 +113,137 @@ impl Hub {
         lock(&self.sessions).get(id).cloned()
     }
 
+    /// Record `session` (tenant, brand, current brief) in the metadata database, so a
+    /// restarted server can pick it up. A failed write is logged, not fatal: the chat goes on
+    /// in this process.
+    pub async fn record(&self, session: &ChatSession, brief_session: Option<&str>) {
+        let Some(chats) = &self.services.chats else {
+            return;
+        };
+        let brand = session.lock().brand.clone();
+        if let Err(e) = chats
+            .put(
+                &session.id,
+                &session.tenant,
+                brand.as_deref(),
+                brief_session,
+            )
+            .await
+        {
+            tracing::warn!(session = %session.id, error = %e, "could not record the chat; it will not survive a restart");
+        }
+    }
+
+    /// The session `id`: from this process, or else from the metadata database when a
+    /// previous process recorded it within `session_ttl_seconds`. A restored session whose
+    /// brief had not ended continues it (a question is asked again).
+    pub async fn find(self: &Arc<Self>, id: &str) -> Option<Arc<ChatSession>> {
+        if let Some(found) = self.get(id) {
+            return Some(found);
+        }
+        if self.shutdown.is_cancelled() {
+            return None;
+        }
+        let chats = self.services.chats.as_ref()?;
+        let record = match chats.get(id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "could not look the chat up");
+                return None;
+            }
+        };
+        let ttl_ms =
+            i64::try_from(self.config.session_ttl_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if now_ms.saturating_sub(record.updated_ms) > ttl_ms
+            || record.tenant != self.services.tenant
+        {
+            return None;
+        }
+        let brief = match &record.brief_session {
+            Some(brief) => match self.services.agent.resume(brief).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "could not load the chat's brief");
+                    None
+                }
+            },
+            None => None,
+        };
+        let session = Arc::new(ChatSession::new(
+            record.id.clone(),
+            record.tenant.clone(),
+            record.brand.clone(),
+            self.config.replay_bytes,
+        ));
+        {
+            // Another connection may have restored it meanwhile: theirs wins.
+            let mut sessions = lock(&self.sessions);
+            if let Some(existing) = sessions.get(id) {
+                return Some(existing.clone());
+            }
+            if sessions.len() >= self.config.max_sessions {
+                let ttl = Duration::from_secs(self.config.session_ttl_seconds);
+                sessions.retain(|_, s| !s.expired(ttl));
+            }
+            if sessions.len() >= self.config.max_sessions {
+                return None;
+            }
+            sessions.insert(session.id.clone(), session.clone());
+        }
+        match brief {
+            Some(brief) if !brief.phase.is_terminal() => {
+                session.publish(ServerBody::Message {
+                    text: format!(
+                        "The server restarted; continuing your brief from where it was ({}).",
+                        phase_name(brief.phase)
+                    ),
+                });
+                self.continue_brief(&session, brief);
+            }
+            Some(brief) => session.set_phase(
+                phase_name(brief.phase),
+                "the last brief ended before the server restarted; send another brief",
+            ),
+            None => {}
+        }
+        tracing::info!(session = %id, "chat restored from the metadata database");
+        Some(session)
+    }
+
+    /// Run a stored, unfinished brief again in `session` (after a restart).
+    fn continue_brief(self: &Arc<Self>, session: &Arc<ChatSession>, brief: atelier_agent::Session) {
+        let (io, events, inputs) = SessionIo::channel(256);
+        {
+            let mut inner = session.lock();
+            if inner.run.is_some() {
+                return;
+            }
+            inner.run = Some(RunHandle {
+                inputs,
+                cancel: io.cancel.clone(),
+            });
+        }
+        self.spawn_run(session.clone(), brief, io, events);
+    }
+
+    fn spawn_run(
+        self: &Arc<Self>,
+        session: Arc<ChatSession>,
+        brief: atelier_agent::Session,
+        io: SessionIo,
+        events: mpsc::Receiver<AgentEvent>,
+    ) {
+        let agent = self.services.agent.clone();
+        self.running.fetch_add(1, Ordering::AcqRel);
+        let hub = self.clone();
+        tokio::spawn(async move {
+            hub.run(&agent, &session, brief, io, events).await;
+            hub.running.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+
     /// Forget sessions nobody has used for `session_ttl_seconds`.
     pub fn evict_expired(&self) -> usize {
         let ttl = Duration::from_secs(self.config.session_ttl_seconds);
@@ -187,16 +318,11 @@ impl Hub {
             let mut inner = session.lock();
             inner.brand = brand;
         }
+        self.record(session, Some(&agent_session.id)).await;
         session.publish(ServerBody::User {
             text: agent_session.brief.clone(),
         });
-        self.running.fetch_add(1, Ordering::AcqRel);
-        let hub = self.clone();
-        let session = session.clone();
-        tokio::spawn(async move {
-            hub.run(&agent, &session, agent_session, io, events).await;
-            hub.running.fetch_sub(1, Ordering::AcqRel);
-        });
+        self.spawn_run(session.clone(), agent_session, io, events);
         Ok(())
     }
 
@@ -208,10 +334,10 @@ impl Hub {
         mut io: SessionIo,
         mut events: mpsc::Receiver<AgentEvent>,
     ) {
-        let cancel = io.cancel.clone();
-        // Stop the run when the shutdown grace is over.
+        // When the shutdown grace is over the run is interrupted, not cancelled: the session
+        // stays stored as of its last step and the next server continues it.
         let abort = self.abort.clone();
-        let stop = cancel.clone();
+        let stop = io.interrupt.clone();
         let watchdog = tokio::spawn(async move {
             abort.cancelled().await;
             stop.cancel();
@@ -241,6 +367,10 @@ impl Hub {
         let _ = forward.await;
         watchdog.abort();
         let (phase, detail) = match (&result, session.phase) {
+            (Err(atelier_agent::Error::Interrupted), _) => (
+                "interrupted",
+                "the server stopped; this brief continues when it is back".to_string(),
+            ),
             (Err(e), _) => {
                 chat.publish(ServerBody::Error {
                     code: ErrorCode::AgentFailed,

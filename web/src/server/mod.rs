@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use atelier_agent::{Agent, DirImageStore, ImageStore, MemorySessionStore, Toolbox};
+use atelier_agent::{Agent, DirImageStore, ImageStore, Toolbox};
 use atelier_inference::diffusion::ImageGenerator;
 use atelier_tools::brand::Ingestor;
 use axum::Router;
@@ -48,6 +48,9 @@ pub struct Services {
     pub artifact_path_prefix: String,
     /// The chat model's name, for `/v1/models` and `/readyz`.
     pub llm_name: String,
+    /// Where chats are recorded so a restarted server picks them up (the metadata database);
+    /// `None` keeps them in this process only.
+    pub chats: Option<atelier_platform::ChatRecords>,
 }
 
 impl std::fmt::Debug for Services {
@@ -64,6 +67,8 @@ impl Services {
     /// The backends the settings choose: the chat model, atelier-tiny, the embedder and brand
     /// store, and the artifact directory under the data directory.
     pub async fn load(settings: &Settings) -> anyhow::Result<Self> {
+        // The database first: a bad `[database]` setting fails before any model loads.
+        let db = atelier_platform::Database::connect(&settings.database_config()).await?;
         let permits = Arc::new(tokio::sync::Semaphore::new(settings.server.max_running));
         let llm = crate::commands::chat_model(settings, None, settings.llm.parallel).await?;
         let llm_name = llm.name().to_string();
@@ -90,7 +95,7 @@ impl Services {
                 critics: crate::commands::critics(settings).await?,
                 upscale: crate::commands::optional_upscalers(settings).await?,
             },
-            Arc::new(MemorySessionStore::new()),
+            Arc::new(crate::sessions::DbSessionStore::new(db.clone())),
             settings.agent.clone(),
         )?;
         Ok(Services {
@@ -101,6 +106,7 @@ impl Services {
             tenant: settings.brands.default_tenant.clone(),
             artifact_path_prefix: ARTIFACTS.into(),
             llm_name,
+            chats: Some(atelier_platform::ChatRecords::new(db)),
         })
     }
 }

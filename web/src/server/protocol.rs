@@ -167,7 +167,10 @@ pub enum ServerBody {
     /// First message of every connection (connection message).
     Welcome {
         protocol: u32,
-        /// Messages after this sequence number follow (the `after` the client gave, or 0).
+        /// Messages after this sequence number follow: the `after` the client gave, or 0. It is
+        /// 0 also when the client's `after` lies beyond the session's log — the session was
+        /// restored by a restarted server and numbers its messages afresh; the client then
+        /// continues from `replay_from`.
         replay_from: u64,
         state: SessionState,
         limits: ClientLimits,

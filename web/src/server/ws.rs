@@ -38,6 +38,14 @@ pub async fn serve(
     guard: ConnectionGuard,
 ) {
     session.attach(true);
+    // A client further along than this log talked to an earlier server process (the session
+    // was restored after a restart): it gets the restored log from the start, and `welcome`
+    // says so with `replay_from: 0`.
+    let after = if after > session.state().last_seq {
+        0
+    } else {
+        after
+    };
     let mut latest = session.subscribe();
     let (mut sink, mut stream) = socket.split();
     let config = hub.config.clone();

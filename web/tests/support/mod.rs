@@ -85,7 +85,8 @@ pub fn server_config() -> ServerConfig {
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub sessions: Arc<MemorySessionStore>,
+    /// The agent's sessions, when they are kept in memory (not on a database).
+    pub sessions: Option<Arc<MemorySessionStore>>,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     handle: Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
     _dir: tempfile::TempDir,
@@ -102,6 +103,27 @@ impl TestServer {
         agent: AgentConfig,
         config: ServerConfig,
     ) -> Self {
+        Self::start_full(llm, generator, agent, config, None).await
+    }
+
+    /// A server whose agent sessions and chats live in the metadata database `db` (so a second
+    /// server on the same database picks them up).
+    pub async fn start_on_database(
+        llm: Arc<dyn ChatModel>,
+        agent: AgentConfig,
+        config: ServerConfig,
+        db: atelier_platform::Database,
+    ) -> Self {
+        Self::start_full(llm, common::tiny(), agent, config, Some(db)).await
+    }
+
+    async fn start_full(
+        llm: Arc<dyn ChatModel>,
+        generator: Arc<dyn ImageGenerator>,
+        agent: AgentConfig,
+        config: ServerConfig,
+        db: Option<atelier_platform::Database>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // As in production: model calls share `max_running` permits.
         let permits = Arc::new(tokio::sync::Semaphore::new(config.max_running));
@@ -113,7 +135,12 @@ impl TestServer {
                 .with_uri_prefix(ARTIFACTS),
         );
         let brands = common::brands();
-        let sessions = Arc::new(MemorySessionStore::new());
+        let memory = db.is_none().then(|| Arc::new(MemorySessionStore::new()));
+        let store: Arc<dyn atelier_agent::SessionStore> = match (&db, &memory) {
+            (Some(db), _) => Arc::new(atelier_web::sessions::DbSessionStore::new(db.clone())),
+            (None, Some(m)) => m.clone(),
+            (None, None) => unreachable!(),
+        };
         let llm_name = llm.name().to_string();
         let agent = Agent::new(
             llm,
@@ -127,7 +154,7 @@ impl TestServer {
                 },
                 upscale: None,
             },
-            sessions.clone(),
+            store,
             agent,
         )
         .unwrap();
@@ -139,6 +166,7 @@ impl TestServer {
             tenant: "one".into(),
             artifact_path_prefix: ARTIFACTS.into(),
             llm_name,
+            chats: db.map(atelier_platform::ChatRecords::new),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -148,7 +176,7 @@ impl TestServer {
         }));
         TestServer {
             addr,
-            sessions,
+            sessions: memory,
             stop: Mutex::new(Some(tx)),
             handle: Mutex::new(Some(handle)),
             _dir: dir,
