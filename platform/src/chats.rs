@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use crate::db::Database;
+use crate::db::{Database, on_pool};
 use crate::error::{Error, Result};
 use crate::sessions::{check_name, now_ms};
 
@@ -27,14 +27,13 @@ pub struct ChatRecords {
     db: Database,
 }
 
-const UPSERT_SQLITE: &str = "INSERT INTO chats (id, tenant, brand, brief_session, created_ms, updated_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
-     ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, brand = excluded.brand, \
-     brief_session = excluded.brief_session, updated_ms = excluded.updated_ms";
-const UPSERT_POSTGRES: &str = "INSERT INTO chats (id, tenant, brand, brief_session, created_ms, updated_ms) \
+const UPSERT: &str = "INSERT INTO chats (id, tenant, brand, brief_session, created_ms, updated_ms) \
      VALUES ($1, $2, $3, $4, $5, $5) \
      ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, brand = excluded.brand, \
      brief_session = excluded.brief_session, updated_ms = excluded.updated_ms";
+const SELECT_ONE: &str =
+    "SELECT id, tenant, brand, brief_session, created_ms, updated_ms FROM chats WHERE id = $1";
+const DELETE: &str = "DELETE FROM chats WHERE id = $1";
 
 impl ChatRecords {
     pub fn new(db: Database) -> Self {
@@ -58,77 +57,47 @@ impl ChatRecords {
             check_name("brief session id", s)?;
         }
         let now = now_ms();
-        match &self.db {
-            Database::Sqlite(pool) => sqlx::query(UPSERT_SQLITE)
-                .bind(id)
-                .bind(tenant)
-                .bind(brand)
-                .bind(brief_session)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(drop),
-            Database::Postgres(pool) => sqlx::query(UPSERT_POSTGRES)
-                .bind(id)
-                .bind(tenant)
-                .bind(brand)
-                .bind(brief_session)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(drop),
-        }
+        on_pool!(&self.db, |pool| sqlx::query(UPSERT)
+            .bind(id)
+            .bind(tenant)
+            .bind(brand)
+            .bind(brief_session)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop))
         .map_err(Error::query("saving a chat"))
     }
 
     /// The stored chat `id`, if any.
     pub async fn get(&self, id: &str) -> Result<Option<ChatRecord>> {
-        macro_rules! record {
-            ($row:expr) => {
-                ChatRecord {
-                    id: $row.try_get("id")?,
-                    tenant: $row.try_get("tenant")?,
-                    brand: $row.try_get("brand")?,
-                    brief_session: $row.try_get("brief_session")?,
-                    created_ms: $row.try_get("created_ms")?,
-                    updated_ms: $row.try_get("updated_ms")?,
-                }
-            };
-        }
-        let columns = "id, tenant, brand, brief_session, created_ms, updated_ms";
-        match &self.db {
-            Database::Sqlite(pool) => {
-                sqlx::query(&format!("SELECT {columns} FROM chats WHERE id = ?1"))
-                    .bind(id)
-                    .fetch_optional(pool)
-                    .await
-                    .and_then(|row| row.map(|r| Ok(record!(r))).transpose())
-            }
-            Database::Postgres(pool) => {
-                sqlx::query(&format!("SELECT {columns} FROM chats WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(pool)
-                    .await
-                    .and_then(|row| row.map(|r| Ok(record!(r))).transpose())
-            }
-        }
+        on_pool!(&self.db, |pool| sqlx::query(SELECT_ONE)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .and_then(|row| {
+                row.map(|r| {
+                    Ok(ChatRecord {
+                        id: r.try_get("id")?,
+                        tenant: r.try_get("tenant")?,
+                        brand: r.try_get("brand")?,
+                        brief_session: r.try_get("brief_session")?,
+                        created_ms: r.try_get("created_ms")?,
+                        updated_ms: r.try_get("updated_ms")?,
+                    })
+                })
+                .transpose()
+            }))
         .map_err(Error::query("loading a chat"))
     }
 
     /// Remove the chat; true when it existed.
     pub async fn delete(&self, id: &str) -> Result<bool> {
-        let affected = match &self.db {
-            Database::Sqlite(pool) => sqlx::query("DELETE FROM chats WHERE id = ?1")
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()),
-            Database::Postgres(pool) => sqlx::query("DELETE FROM chats WHERE id = $1")
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()),
-        }
+        let affected = on_pool!(&self.db, |pool| sqlx::query(DELETE)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
         .map_err(Error::query("deleting a chat"))?;
         Ok(affected > 0)
     }

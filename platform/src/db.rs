@@ -35,6 +35,19 @@ impl DatabaseConfig {
     }
 }
 
+/// Run `$body` with `$pool` bound to whichever engine's pool `$db` holds. The statements are
+/// written once with `$N` placeholders, which both PostgreSQL and sqlx's SQLite driver bind by
+/// number; the body is type-checked once per engine.
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Database::Sqlite($pool) => $body,
+            $crate::db::Database::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
 /// A pool on one of the two engines, with its schema migrated.
 #[derive(Debug, Clone)]
 pub enum Database {
@@ -134,10 +147,7 @@ impl Database {
 
     /// Close every connection (waits for those in use).
     pub async fn close(&self) {
-        match self {
-            Database::Sqlite(pool) => pool.close().await,
-            Database::Postgres(pool) => pool.close().await,
-        }
+        on_pool!(self, |pool| pool.close().await)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::Row;
 
-use crate::db::Database;
+use crate::db::{Database, on_pool};
 use crate::error::{Error, Result};
 
 /// Largest serialised state a session may have (8 MiB).
@@ -62,22 +62,15 @@ pub(crate) fn check_name(field: &'static str, value: &str) -> Result<()> {
     Ok(())
 }
 
-const UPSERT_SQLITE: &str = "INSERT INTO sessions (id, tenant, phase, state, created_ms, updated_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
-     ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, phase = excluded.phase, \
-     state = excluded.state, updated_ms = excluded.updated_ms";
-const UPSERT_POSTGRES: &str = "INSERT INTO sessions (id, tenant, phase, state, created_ms, updated_ms) \
+const UPSERT: &str = "INSERT INTO sessions (id, tenant, phase, state, created_ms, updated_ms) \
      VALUES ($1, $2, $3, $4, $5, $5) \
      ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, phase = excluded.phase, \
      state = excluded.state, updated_ms = excluded.updated_ms";
-const SELECT_ONE_SQLITE: &str =
-    "SELECT id, tenant, phase, state, created_ms, updated_ms FROM sessions WHERE id = ?1";
-const SELECT_ONE_POSTGRES: &str =
+const SELECT_ONE: &str =
     "SELECT id, tenant, phase, state, created_ms, updated_ms FROM sessions WHERE id = $1";
-const LIST_SQLITE: &str = "SELECT id, phase, updated_ms FROM sessions WHERE tenant = ?1 \
-     ORDER BY updated_ms DESC, id LIMIT ?2";
-const LIST_POSTGRES: &str = "SELECT id, phase, updated_ms FROM sessions WHERE tenant = $1 \
+const LIST: &str = "SELECT id, phase, updated_ms FROM sessions WHERE tenant = $1 \
      ORDER BY updated_ms DESC, id LIMIT $2";
+const DELETE: &str = "DELETE FROM sessions WHERE id = $1";
 
 impl SessionRecords {
     pub fn new(db: Database) -> Self {
@@ -104,75 +97,48 @@ impl SessionRecords {
             });
         }
         let now = now_ms();
-        let action = "saving a session";
-        match &self.db {
-            Database::Sqlite(pool) => sqlx::query(UPSERT_SQLITE)
-                .bind(id)
-                .bind(tenant)
-                .bind(phase)
-                .bind(state)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(drop),
-            Database::Postgres(pool) => sqlx::query(UPSERT_POSTGRES)
-                .bind(id)
-                .bind(tenant)
-                .bind(phase)
-                .bind(state)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(drop),
-        }
-        .map_err(Error::query(action))
+        on_pool!(&self.db, |pool| sqlx::query(UPSERT)
+            .bind(id)
+            .bind(tenant)
+            .bind(phase)
+            .bind(state)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop))
+        .map_err(Error::query("saving a session"))
     }
 
     /// The stored session `id`, if any.
     pub async fn get(&self, id: &str) -> Result<Option<SessionRecord>> {
-        macro_rules! record {
-            ($row:expr) => {
-                SessionRecord {
-                    id: $row.try_get("id")?,
-                    tenant: $row.try_get("tenant")?,
-                    phase: $row.try_get("phase")?,
-                    state: $row.try_get("state")?,
-                    created_ms: $row.try_get("created_ms")?,
-                    updated_ms: $row.try_get("updated_ms")?,
-                }
-            };
-        }
-        match &self.db {
-            Database::Sqlite(pool) => sqlx::query(SELECT_ONE_SQLITE)
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-                .and_then(|row| row.map(|r| Ok(record!(r))).transpose()),
-            Database::Postgres(pool) => sqlx::query(SELECT_ONE_POSTGRES)
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-                .and_then(|row| row.map(|r| Ok(record!(r))).transpose()),
-        }
+        on_pool!(&self.db, |pool| sqlx::query(SELECT_ONE)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .and_then(|row| {
+                row.map(|r| {
+                    Ok(SessionRecord {
+                        id: r.try_get("id")?,
+                        tenant: r.try_get("tenant")?,
+                        phase: r.try_get("phase")?,
+                        state: r.try_get("state")?,
+                        created_ms: r.try_get("created_ms")?,
+                        updated_ms: r.try_get("updated_ms")?,
+                    })
+                })
+                .transpose()
+            }))
         .map_err(Error::query("loading a session"))
     }
 
     /// Remove the session; true when it existed.
     pub async fn delete(&self, id: &str) -> Result<bool> {
-        let action = "deleting a session";
-        let affected = match &self.db {
-            Database::Sqlite(pool) => sqlx::query("DELETE FROM sessions WHERE id = ?1")
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()),
-            Database::Postgres(pool) => sqlx::query("DELETE FROM sessions WHERE id = $1")
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()),
-        }
-        .map_err(Error::query(action))?;
+        let affected = on_pool!(&self.db, |pool| sqlx::query(DELETE)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(Error::query("deleting a session"))?;
         Ok(affected > 0)
     }
 
@@ -184,46 +150,22 @@ impl SessionRecords {
                 reason: format!("{limit} is outside 1..={MAX_LIST}"),
             });
         }
-        let action = "listing sessions";
-        let summary = |id: String, phase: String, updated_ms: i64| SessionSummary {
-            id,
-            phase,
-            updated_ms,
-        };
-        match &self.db {
-            Database::Sqlite(pool) => sqlx::query(LIST_SQLITE)
-                .bind(tenant)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await
-                .and_then(|rows| {
-                    rows.iter()
-                        .map(|r| {
-                            Ok(summary(
-                                r.try_get("id")?,
-                                r.try_get("phase")?,
-                                r.try_get("updated_ms")?,
-                            ))
+        on_pool!(&self.db, |pool| sqlx::query(LIST)
+            .bind(tenant)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(SessionSummary {
+                            id: r.try_get("id")?,
+                            phase: r.try_get("phase")?,
+                            updated_ms: r.try_get("updated_ms")?,
                         })
-                        .collect()
-                }),
-            Database::Postgres(pool) => sqlx::query(LIST_POSTGRES)
-                .bind(tenant)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await
-                .and_then(|rows| {
-                    rows.iter()
-                        .map(|r| {
-                            Ok(summary(
-                                r.try_get("id")?,
-                                r.try_get("phase")?,
-                                r.try_get("updated_ms")?,
-                            ))
-                        })
-                        .collect()
-                }),
-        }
-        .map_err(Error::query(action))
+                    })
+                    .collect()
+            }))
+        .map_err(Error::query("listing sessions"))
     }
 }

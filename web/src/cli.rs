@@ -439,6 +439,10 @@ pub struct TrainTinyArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 3e-4)]
     pub lr: f64,
+    /// Let the learning rate fall linearly to a tenth of its peak over the last N steps
+    /// before --steps (0: constant).
+    #[arg(long, default_value_t = 0)]
+    pub decay_steps: u64,
     /// Seed of the data stream.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -539,6 +543,9 @@ pub enum BenchCommand {
     BrandSearch(BenchBrandSearchArgs),
     /// Seconds per image of atelier-tiny at a given size and step count.
     Tiny(BenchTinyArgs),
+    /// One Stable Diffusion 1.5 UNet step and one VAE decode (random weights, fp32), candle
+    /// against diffusers on PyTorch CPU with the same configs, shapes and threads.
+    Unet(BenchUnetArgs),
     /// The agent's decisions per chat model on labelled briefs: F1 of ask-vs-proceed, plan
     /// validity and seconds per decision, to choose the default model.
     Agent(BenchAgentArgs),
@@ -597,6 +604,28 @@ pub struct BenchWsArgs {
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
     /// Append the table to this Markdown file.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchUnetArgs {
+    /// Threads for both runtimes (candle's must match: set RAYON_NUM_THREADS).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Image sides whose UNet step is timed (latents are an eighth of the side).
+    #[arg(long, value_delimiter = ',', default_value = "256,512")]
+    pub sizes: Vec<usize>,
+    /// Image sides whose VAE decode is timed.
+    #[arg(long, value_delimiter = ',', default_value = "512")]
+    pub vae_sizes: Vec<usize>,
+    /// Timed runs of each (the median is reported), after one warm-up run.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Python with diffusers and torch installed: measures the reference side by side.
+    #[arg(long, value_name = "PYTHON")]
+    pub reference_python: Option<PathBuf>,
+    /// Append the result table to this Markdown file.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
 }

@@ -1244,15 +1244,16 @@ fn critique_measures_alignment_with_a_configured_clip_and_says_when_it_cannot() 
 
 /// `atelier generate --model DIR` runs a Stable Diffusion checkpoint in diffusers layout (here a
 /// small random-weight one), deterministically; `--model hf:OWNER/REPO` fetches the same files
-/// through the hub protocol into the model cache, with the CLIP tokenizer from
-/// openai/clip-vit-large-patch14 when the repository has no tokenizer.json.
+/// through the hub protocol into the model cache, with the repository's own CLIP tokenizer
+/// (`vocab.json` and `merges.txt`, as diffusers repositories ship it). The checkpoint is an
+/// SDXL-Turbo one, so the hub fetch brings its second text tower and tokenizer too.
 #[test]
 fn generate_runs_a_stable_diffusion_checkpoint_from_a_directory_or_the_hub() {
     use atelier_inference::diffusion::sd::testing::{Family, random_checkpoint};
     let home = tempfile::tempdir().unwrap();
     let models = tempfile::tempdir().unwrap();
     let ckpt = tempfile::tempdir().unwrap();
-    random_checkpoint(ckpt.path(), Family::Turbo);
+    random_checkpoint(ckpt.path(), Family::SdxlTurbo);
     let generate = |model: &str, out: &Path, envs: &[(&str, &str)]| {
         let mut cmd = atelier(home.path(), models.path());
         cmd.args(["generate", "a red scooter", "--model", model])
@@ -1283,20 +1284,14 @@ fn generate_runs_a_stable_diffusion_checkpoint_from_a_directory_or_the_hub() {
     assert!(!out.status.success());
     assert!(err.contains("steps") && err.contains("1..=4"), "{err}");
 
-    // From the hub: the repository has no tokenizer.json, so the CLIP one is fetched too.
-    let hub_dir = tempfile::tempdir().unwrap();
-    let clip_tokenizer = hub_dir.path().join("tokenizer.json");
-    std::fs::rename(
-        ckpt.path().join("tokenizer/tokenizer.json"),
-        &clip_tokenizer,
-    )
-    .unwrap();
+    // From the hub: the repository has no tokenizer.json, so its vocab.json and merges.txt
+    // are fetched.
+    assert!(!ckpt.path().join("tokenizer/tokenizer.json").exists());
+    assert!(ckpt.path().join("tokenizer/merges.txt").is_file());
     let (endpoint, hits) = hub_server(ckpt.path().to_path_buf());
-    // One server answers for both repositories: the CLIP tokenizer sits at its root.
-    std::fs::copy(&clip_tokenizer, ckpt.path().join("tokenizer.json")).unwrap();
     let from_hub = home.path().join("hub");
     let (out, _, err) = generate(
-        "hf:stabilityai/sd-turbo",
+        "hf:stabilityai/sdxl-turbo",
         &from_hub,
         &[("ATELIER__MODELS__HF_ENDPOINT", endpoint.as_str())],
     );

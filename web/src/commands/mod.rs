@@ -3,6 +3,7 @@
 mod bench;
 mod bench_agent;
 mod bench_embed;
+mod bench_unet;
 mod bench_ws;
 mod brands;
 mod brief;
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             bench_embed::brand_search(&settings, args).await
         }
         Command::Bench(BenchCommand::Tiny(args)) => bench_embed::tiny(&settings, args).await,
+        Command::Bench(BenchCommand::Unet(args)) => bench_unet::unet(args).await,
         Command::Bench(BenchCommand::Agent(args)) => bench_agent::decisions(&settings, args).await,
         Command::Bench(BenchCommand::AgentOverhead(args)) => {
             bench_agent::overhead(&settings, args).await
@@ -206,10 +208,8 @@ pub async fn image_generator(
         return Ok(Arc::new(generator));
     }
     if let Some(hub) = name.strip_prefix("hf:") {
-        let (dir, tokenizer) = pull_stable_diffusion(settings, hub).await?;
-        return Ok(Arc::new(
-            load_stable_diffusion(dir, Some(tokenizer), hub).await?,
-        ));
+        let dir = pull_stable_diffusion(settings, hub).await?;
+        return Ok(Arc::new(load_stable_diffusion(dir, hub).await?));
     }
     let dir = std::path::Path::new(name);
     if dir.join("unet/config.json").is_file() {
@@ -218,7 +218,7 @@ pub async fn image_generator(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| name.to_string());
         return Ok(Arc::new(
-            load_stable_diffusion(dir.to_path_buf(), None, &label).await?,
+            load_stable_diffusion(dir.to_path_buf(), &label).await?,
         ));
     }
     Ok(Arc::new(tiny_generator(settings, name, weights).await?))
@@ -226,13 +226,11 @@ pub async fn image_generator(
 
 async fn load_stable_diffusion(
     dir: std::path::PathBuf,
-    tokenizer: Option<std::path::PathBuf>,
     name: &str,
 ) -> anyhow::Result<atelier_inference::diffusion::sd::StableDiffusion> {
     use atelier_inference::diffusion::sd::{SdOptions, StableDiffusion};
     let options = SdOptions {
         name: Some(name.to_string()),
-        tokenizer,
         ..SdOptions::default()
     };
     tokio::task::spawn_blocking(move || {
@@ -244,14 +242,14 @@ async fn load_stable_diffusion(
 }
 
 /// Fetch a diffusers Stable Diffusion repository (`OWNER/REPO[@REVISION]`) into the model
-/// cache; returns its snapshot directory and the tokenizer to use: the repository's own
-/// `tokenizer/tokenizer.json` when it has one, else the CLIP tokenizer of
-/// `openai/clip-vit-large-patch14` (the same vocabulary; diffusers repositories usually ship it
-/// as `vocab.json` and `merges.txt` only).
+/// cache; returns its snapshot directory. Its tokenizer is its own: `tokenizer/tokenizer.json`
+/// when the repository has one, else CLIP's `tokenizer/vocab.json` and `tokenizer/merges.txt`
+/// (what diffusers repositories usually ship). SDXL repositories (a `text_time` UNet) also
+/// give `text_encoder_2/` and `tokenizer_2/`.
 async fn pull_stable_diffusion(
     settings: &Settings,
     hub: &str,
-) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+) -> anyhow::Result<std::path::PathBuf> {
     use atelier_inference::models::{Fetcher, NoProgress};
     let (repo, revision) = match hub.split_once('@') {
         Some((repo, rev)) => (repo, Some(rev)),
@@ -284,26 +282,52 @@ async fn pull_stable_diffusion(
         .pull_hub_snapshot(repo, revision, &files)
         .await
         .with_context(|| format!("fetching Stable Diffusion from {repo}"))?;
-    // Optional: the padding token (SD 2 pads with `!`).
-    let _ = fetcher
-        .pull_hub_snapshot(repo, revision, &[&["tokenizer/tokenizer_config.json"]])
-        .await;
-    let own = fetcher
-        .pull_hub_snapshot(repo, revision, &[&["tokenizer/tokenizer.json"]])
-        .await;
-    let tokenizer = match own {
-        Ok(dir) => dir.join("tokenizer/tokenizer.json"),
-        Err(_) => fetcher
-            .pull_hub_snapshot(
-                "openai/clip-vit-large-patch14",
-                None,
-                &[&["tokenizer.json"]],
-            )
+    pull_clip_tokenizer(&fetcher, repo, revision, "tokenizer").await?;
+    // SDXL: a second text tower and tokenizer.
+    let unet_config = std::fs::read_to_string(dir.join("unet/config.json")).unwrap_or_default();
+    if unet_config.contains("\"text_time\"") {
+        let files: [&[&str]; 2] = [
+            &["text_encoder_2/config.json"],
+            &[
+                "text_encoder_2/model.safetensors",
+                "text_encoder_2/model.fp16.safetensors",
+            ],
+        ];
+        fetcher
+            .pull_hub_snapshot(repo, revision, &files)
             .await
-            .context("fetching the CLIP tokenizer (openai/clip-vit-large-patch14)")?
-            .join("tokenizer.json"),
-    };
-    Ok((dir, tokenizer))
+            .with_context(|| format!("fetching SDXL's second text encoder from {repo}"))?;
+        pull_clip_tokenizer(&fetcher, repo, revision, "tokenizer_2").await?;
+    }
+    Ok(dir)
+}
+
+/// A diffusers repository's CLIP tokenizer in `sub/`: its `tokenizer.json` when it has one,
+/// else `vocab.json` and `merges.txt`; and `tokenizer_config.json` when present (the padding
+/// token: SD 2 pads with `!`).
+async fn pull_clip_tokenizer(
+    fetcher: &atelier_inference::models::Fetcher,
+    repo: &str,
+    revision: Option<&str>,
+    sub: &str,
+) -> anyhow::Result<()> {
+    let file = |name: &str| format!("{sub}/{name}");
+    let (config, json) = (file("tokenizer_config.json"), file("tokenizer.json"));
+    let _ = fetcher
+        .pull_hub_snapshot(repo, revision, &[&[config.as_str()]])
+        .await;
+    if fetcher
+        .pull_hub_snapshot(repo, revision, &[&[json.as_str()]])
+        .await
+        .is_err()
+    {
+        let (vocab, merges) = (file("vocab.json"), file("merges.txt"));
+        fetcher
+            .pull_hub_snapshot(repo, revision, &[&[vocab.as_str()], &[merges.as_str()]])
+            .await
+            .with_context(|| format!("fetching the CLIP tokenizer ({sub}/) of {repo}"))?;
+    }
+    Ok(())
 }
 
 /// The image model name that selects the `[images.openai]` service.

@@ -52,6 +52,7 @@ pub async fn tiny(settings: &Settings, args: TrainTinyArgs) -> anyhow::Result<()
     options.steps = args.steps;
     options.batch = args.batch;
     options.lr = args.lr;
+    options.decay_steps = args.decay_steps;
     options.seed = args.seed;
     options.checkpoint_every = Duration::from_secs_f64(args.checkpoint_minutes * 60.0);
     options.resume = args.resume.clone();

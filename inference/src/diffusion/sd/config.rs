@@ -14,6 +14,7 @@ use candle_transformers::models::stable_diffusion::vae::AutoEncoderKLConfig;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::unet::TextTime;
 use crate::error::{Error, Result};
 
 fn invalid(path: &Path, reason: impl Into<String>) -> Error {
@@ -105,8 +106,15 @@ pub struct UNetJson {
     pub in_channels: usize,
     #[serde(default = "four")]
     pub out_channels: usize,
+    /// SDXL: `text_time` (pooled text and size conditioning).
     #[serde(default)]
     pub addition_embed_type: Option<String>,
+    /// SDXL: sinusoidal features per size number.
+    #[serde(default)]
+    pub addition_time_embed_dim: Option<usize>,
+    /// SDXL: input width of the added embedding (pooled text + 6 size numbers' features).
+    #[serde(default)]
+    pub projection_class_embeddings_input_dim: Option<usize>,
 }
 
 fn one_usize() -> usize {
@@ -116,13 +124,59 @@ fn one_usize() -> usize {
 impl UNetJson {
     /// candle's UNet config; the checkpoint's blocks must be the standard cross-attention /
     /// plain ones, mirrored on the way up.
+    /// SDXL's added conditioning, when the UNet has it.
+    pub fn text_time(&self, path: &Path) -> Result<Option<TextTime>> {
+        match self.addition_embed_type.as_deref() {
+            None => Ok(None),
+            Some("text_time") => {
+                let need = |value: Option<usize>, field: &str| {
+                    value.filter(|v| *v > 0).ok_or_else(|| {
+                        invalid(
+                            path,
+                            format!("addition_embed_type `text_time` needs a positive {field}"),
+                        )
+                    })
+                };
+                let time_features = need(self.addition_time_embed_dim, "addition_time_embed_dim")?;
+                let input_dim = need(
+                    self.projection_class_embeddings_input_dim,
+                    "projection_class_embeddings_input_dim",
+                )?;
+                let text_time = TextTime {
+                    time_features,
+                    input_dim,
+                };
+                if text_time.pooled_dim().is_none_or(|d| d == 0) {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "projection_class_embeddings_input_dim {input_dim} leaves no room for \
+                             the pooled text next to 6 × addition_time_embed_dim {time_features}"
+                        ),
+                    ));
+                }
+                Ok(Some(text_time))
+            }
+            Some(other) => Err(invalid(
+                path,
+                format!(
+                    "addition_embed_type `{other}` is not supported (SDXL's `text_time` is; \
+                     SD 1.x and 2.x have none)"
+                ),
+            )),
+        }
+    }
+
     pub fn to_candle(&self, path: &Path) -> Result<UNet2DConditionModelConfig> {
-        if let Some(kind) = &self.addition_embed_type {
+        // candle's up blocks build their ResNets with 32 groups whatever the config says; every
+        // released Stable Diffusion uses 32, and any other count would be computed wrongly.
+        if self.norm_num_groups != 32 {
             return Err(invalid(
                 path,
                 format!(
-                    "addition_embed_type `{kind}` (SDXL's size and pooled-text conditioning) is \
-                     not supported yet; SD 1.x, 2.x and SD-Turbo checkpoints are"
+                    "norm_num_groups {}: only 32 is supported (every released Stable Diffusion \
+                     uses 32)",
+                    self.norm_num_groups
                 ),
             ));
         }
@@ -246,6 +300,9 @@ pub struct VaeJson {
     pub use_quant_conv: bool,
     #[serde(default = "t")]
     pub use_post_quant_conv: bool,
+    /// The VAE overflows in f16 (SDXL's): it runs in f32 on a GPU too.
+    #[serde(default)]
+    pub force_upcast: bool,
 }
 
 impl VaeJson {

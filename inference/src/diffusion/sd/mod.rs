@@ -1,12 +1,18 @@
-//! Stable Diffusion 1.x, 2.x and SD-Turbo on candle: candle-transformers' UNet, VAE and DDIM
-//! scheduler, built from a checkpoint directory in diffusers layout.
+//! Stable Diffusion 1.x, 2.x, SD-Turbo, SDXL and SDXL-Turbo on candle: candle-transformers'
+//! UNet (SDXL: its blocks with the added conditioning, [`unet`]), VAE and DDIM scheduler, built
+//! from a checkpoint directory in diffusers layout.
 //!
 //! The directory holds `unet/`, `vae/`, `text_encoder/` (each a `config.json` and
 //! `diffusion_pytorch_model.safetensors` / `model.safetensors`, or their `.fp16` variants),
-//! `tokenizer/tokenizer.json` (+ `tokenizer_config.json`) and `scheduler/scheduler_config.json`.
+//! `tokenizer/` (`tokenizer.json`, or CLIP's `vocab.json` and `merges.txt`; +
+//! `tokenizer_config.json`) and `scheduler/scheduler_config.json`.
 //! The family follows from the configs: the text tower's activation and width (1.x: CLIP
 //! ViT-L, 2.x: OpenCLIP ViT-H), the scheduler's prediction type (2.1-768: v-prediction) and
-//! timestep spacing (turbo: trailing, 1–4 steps, no classifier-free guidance).
+//! timestep spacing (turbo: trailing, 1–4 steps, no classifier-free guidance). SDXL
+//! checkpoints (`addition_embed_type = "text_time"`) add `text_encoder_2/` and `tokenizer_2/`:
+//! the UNet attends to both towers' next-to-last hidden states side by side and receives the
+//! second tower's pooled text and the image size; an empty negative prompt is zeros, as
+//! diffusers' SDXL pipeline does.
 //!
 //! One request runs all its images through the UNet as one batch (twice that with
 //! classifier-free guidance). Noise is drawn from a seeded ChaCha generator, one stream per
@@ -15,12 +21,14 @@
 //! images are decoded by the VAE in overlapping tiles with linear blending, so memory stays
 //! bounded. On CUDA (the `cuda` feature) weights run in f16, on the CPU in f32.
 //!
-//! Not yet: SDXL (its UNet's size and pooled-text conditioning is missing from candle's UNet),
-//! inpainting and depth UNets; they are refused by name.
+//! Not yet: inpainting and depth UNets and SDXL's refiner (aesthetic-score conditioning); they
+//! are refused by name.
 
 mod config;
 pub mod testing;
 mod text;
+pub mod tokenizer;
+pub mod unet;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -29,7 +37,6 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::stable_diffusion::ddim::DDIMSchedulerConfig;
 use candle_transformers::models::stable_diffusion::schedulers::SchedulerConfig;
-use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel;
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use image::RgbImage;
 use image::imageops::FilterType;
@@ -39,6 +46,8 @@ use rand_distr::{Distribution, StandardNormal};
 
 pub use self::config::{SchedulerJson, UNetJson, VaeJson};
 pub use self::text::{TextConfig, TextEncoder};
+pub use self::tokenizer::TokenizerFiles;
+use self::unet::{Added, Denoiser};
 use super::{
     GeneratedImage, Generation, ImageGenerator, ImageRequest, Limits, Progress, ProgressFn,
 };
@@ -64,6 +73,13 @@ const LATENT_RGB: [[f32; 3]; 4] = [
     [-0.2829, 0.1762, 0.2721],
     [-0.2120, -0.2616, -0.7177],
 ];
+/// SDXL's latent space differs; its projection, as common UIs use it.
+const LATENT_RGB_XL: [[f32; 3]; 4] = [
+    [0.3651, 0.4232, 0.4341],
+    [-0.2533, -0.0042, 0.1068],
+    [0.1076, 0.1111, -0.0362],
+    [-0.3165, -0.2492, -0.2188],
+];
 
 /// Where to run.
 #[derive(Debug, Clone)]
@@ -73,8 +89,8 @@ pub struct SdOptions {
     pub device: Device,
     /// Latent side above which the VAE decodes in tiles.
     pub decode_tile: usize,
-    /// A `tokenizer.json` to use instead of the checkpoint's `tokenizer/tokenizer.json`
-    /// (diffusers repositories ship the CLIP tokenizer as `vocab.json` and `merges.txt`).
+    /// A `tokenizer.json` to use instead of the checkpoint's `tokenizer/` (its `tokenizer.json`,
+    /// else the `vocab.json` and `merges.txt` diffusers repositories ship).
     pub tokenizer: Option<PathBuf>,
 }
 
@@ -99,8 +115,12 @@ pub struct StableDiffusion {
 struct Pipeline {
     name: String,
     text: TextEncoder,
-    unet: UNet2DConditionModel,
+    /// SDXL's second text tower (with its projection).
+    text_2: Option<TextEncoder>,
+    unet: Denoiser,
     vae: AutoEncoderKL,
+    /// The VAE's dtype (f32 where the checkpoint says it overflows in f16).
+    vae_dtype: DType,
     scheduler: DDIMSchedulerConfig,
     turbo: bool,
     scaling_factor: f64,
@@ -118,6 +138,7 @@ impl std::fmt::Debug for StableDiffusion {
         f.debug_struct("StableDiffusion")
             .field("name", &self.inner.name)
             .field("turbo", &self.inner.turbo)
+            .field("xl", &self.inner.text_2.is_some())
             .field("multiple_of", &self.inner.multiple_of)
             .finish_non_exhaustive()
     }
@@ -195,16 +216,41 @@ impl Pipeline {
         let scheduler_json: SchedulerJson =
             config::read(&dir.join("scheduler/scheduler_config.json"))?;
         let unet_config = unet_json.to_candle(&dir.join("unet/config.json"))?;
+        let text_time = unet_json.text_time(&dir.join("unet/config.json"))?;
         let vae_config = vae_json.to_candle(&dir.join("vae/config.json"))?;
         let scheduler = scheduler_json.to_candle(&dir.join("scheduler/scheduler_config.json"))?;
-        if unet_json.cross_attention_dim != text_json.hidden_size {
+        let text_2_json: Option<TextConfig> = match text_time {
+            Some(_) => Some(config::read(&dir.join("text_encoder_2/config.json"))?),
+            None => None,
+        };
+        let text_width = text_json.hidden_size + text_2_json.as_ref().map_or(0, |c| c.hidden_size);
+        if unet_json.cross_attention_dim != text_width {
             return Err(Error::InvalidRequest {
                 field: "model",
                 reason: format!(
-                    "the UNet attends to {}-wide text but the text encoder is {} wide",
-                    unet_json.cross_attention_dim, text_json.hidden_size
+                    "the UNet attends to {}-wide text but the text encoder{} {} wide",
+                    unet_json.cross_attention_dim,
+                    if text_2_json.is_some() {
+                        "s are together"
+                    } else {
+                        " is"
+                    },
+                    text_width
                 ),
             });
+        }
+        if let (Some(tt), Some(c2)) = (text_time, &text_2_json) {
+            let pooled = c2.projection_dim.unwrap_or(c2.hidden_size);
+            if tt.pooled_dim() != Some(pooled) {
+                return Err(Error::InvalidRequest {
+                    field: "model",
+                    reason: format!(
+                        "unet/config.json: projection_class_embeddings_input_dim {} is not 6 × \
+                         addition_time_embed_dim {} + text_encoder_2's projection_dim {pooled}",
+                        tt.input_dim, tt.time_features
+                    ),
+                });
+            }
         }
         let model_weights = ["model.safetensors", "model.fp16.safetensors"];
         let diffusers_weights = [
@@ -216,15 +262,45 @@ impl Pipeline {
             dtype,
             &device,
         )?;
-        let tokenizer = options
-            .tokenizer
-            .clone()
-            .unwrap_or_else(|| dir.join("tokenizer/tokenizer.json"));
-        let text = TextEncoder::load(dir, &tokenizer, text_vb, &text_json)?;
+        let tokenizer = TokenizerFiles::find(&dir.join("tokenizer"), options.tokenizer.as_deref())?;
+        let text = TextEncoder::load(
+            &dir.join("tokenizer"),
+            &tokenizer,
+            text_vb,
+            &text_json,
+            false,
+        )?;
+        let text_2 = match &text_2_json {
+            None => None,
+            Some(config) => {
+                let vb = var_builder(
+                    &weights(dir, "text_encoder_2", &model_weights)?,
+                    dtype,
+                    &device,
+                )?;
+                let tokenizer = TokenizerFiles::find(&dir.join("tokenizer_2"), None)?;
+                Some(TextEncoder::load(
+                    &dir.join("tokenizer_2"),
+                    &tokenizer,
+                    vb,
+                    config,
+                    true,
+                )?)
+            }
+        };
         let unet_vb = var_builder(&weights(dir, "unet", &diffusers_weights)?, dtype, &device)?;
-        let unet = UNet2DConditionModel::new(unet_vb, 4, 4, false, unet_config)
-            .map_err(sd_error("build the UNet"))?;
-        let vae_vb = var_builder(&weights(dir, "vae", &diffusers_weights)?, dtype, &device)?;
+        let unet =
+            Denoiser::new(unet_vb, unet_config, text_time).map_err(sd_error("build the UNet"))?;
+        let vae_dtype = if vae_json.force_upcast {
+            DType::F32
+        } else {
+            dtype
+        };
+        let vae_vb = var_builder(
+            &weights(dir, "vae", &diffusers_weights)?,
+            vae_dtype,
+            &device,
+        )?;
         let vae =
             AutoEncoderKL::new(vae_vb, 3, 3, vae_config).map_err(sd_error("build the VAE"))?;
         let downscale = vae_json.downscale();
@@ -237,8 +313,10 @@ impl Pipeline {
         Ok(Pipeline {
             name,
             text,
+            text_2,
             unet,
             vae,
+            vae_dtype,
             scheduler,
             turbo: scheduler_json.is_turbo(),
             scaling_factor: vae_json.scaling_factor,
@@ -273,7 +351,7 @@ impl Pipeline {
             return Ok(self.finish(images, request, started));
         }
         let guided = !self.turbo && request.guidance > 1.0;
-        let context = self.context(request, n, guided)?;
+        let (context, added) = self.context(request, n, guided)?;
         let mut scheduler = self
             .scheduler
             .build(request.steps as usize)
@@ -308,7 +386,9 @@ impl Pipeline {
                     latents.clone()
                 };
                 let input = scheduler.scale_model_input(input, t)?;
-                let predicted = self.unet.forward(&input, t as f64, &context)?;
+                let predicted = self
+                    .unet
+                    .forward(&input, t as f64, &context, added.as_ref())?;
                 let predicted = if guided {
                     let halves = predicted.chunk(2, 0)?;
                     let (uncond, cond) = (&halves[0], &halves[1]);
@@ -328,7 +408,7 @@ impl Pipeline {
                         step: k as u32 + 1,
                         steps,
                         image: i as u32,
-                        preview: preview(&latents, i).ok(),
+                        preview: preview(&latents, i, self.latent_rgb()).ok(),
                     });
                 }
             }
@@ -362,17 +442,96 @@ impl Pipeline {
         }
     }
 
-    /// Text conditioning for the batch: `[uncond × n, cond × n]` with guidance, else `cond × n`.
-    fn context(&self, request: &ImageRequest, n: usize, guided: bool) -> Result<Tensor> {
+    /// The preview projection of this checkpoint's latent space.
+    fn latent_rgb(&self) -> &'static [[f32; 3]; 4] {
+        if self.text_2.is_some() {
+            &LATENT_RGB_XL
+        } else {
+            &LATENT_RGB
+        }
+    }
+
+    /// Text conditioning for the batch: `[uncond × n, cond × n]` with guidance, else `cond × n`;
+    /// for SDXL also the added conditioning, in the same order.
+    fn context(
+        &self,
+        request: &ImageRequest,
+        n: usize,
+        guided: bool,
+    ) -> Result<(Tensor, Option<Added>)> {
+        if let Some(text_2) = &self.text_2 {
+            return self.context_xl(text_2, request, n, guided);
+        }
         let cond = self.text.encode(&[request.prompt.as_str()], self.dtype)?;
         let repeat = |t: &Tensor| t.repeat((n, 1, 1)).map_err(sd_error("batch the prompt"));
         let cond = repeat(&cond)?;
         if !guided {
-            return Ok(cond);
+            return Ok((cond, None));
         }
         let negative = request.negative_prompt.as_deref().unwrap_or("");
         let uncond = repeat(&self.text.encode(&[negative], self.dtype)?)?;
-        Tensor::cat(&[uncond, cond], 0).map_err(sd_error("batch the prompt"))
+        Ok((
+            Tensor::cat(&[uncond, cond], 0).map_err(sd_error("batch the prompt"))?,
+            None,
+        ))
+    }
+
+    /// SDXL: both towers' next-to-last states side by side, the second tower's pooled text and
+    /// the size numbers (original = target = the requested size, no crop). An empty negative
+    /// prompt is zeros (diffusers' `force_zeros_for_empty_prompt`).
+    fn context_xl(
+        &self,
+        text_2: &TextEncoder,
+        request: &ImageRequest,
+        n: usize,
+        guided: bool,
+    ) -> Result<(Tensor, Option<Added>)> {
+        let encode = |text: &str| -> Result<(Tensor, Tensor)> {
+            let (first, _) = self.text.encode_penultimate(&[text], self.dtype)?;
+            let (second, pooled) = text_2.encode_penultimate(&[text], self.dtype)?;
+            let pooled = pooled.ok_or_else(|| Error::Candle {
+                action: "pool the prompt",
+                detail: "text_encoder_2 has no text_projection".into(),
+            })?;
+            let both = Tensor::cat(&[first, second], 2).map_err(sd_error("join the towers"))?;
+            Ok((both, pooled))
+        };
+        let (cond, pooled) = encode(&request.prompt)?;
+        let batch = |t: &Tensor, dims: usize| {
+            if dims == 3 {
+                t.repeat((n, 1, 1))
+            } else {
+                t.repeat((n, 1))
+            }
+            .map_err(sd_error("batch the prompt"))
+        };
+        let (mut context, mut text_embeds) = (batch(&cond, 3)?, batch(&pooled, 2)?);
+        if guided {
+            let (uncond, uncond_pooled) = match request.negative_prompt.as_deref() {
+                Some(negative) if !negative.trim().is_empty() => encode(negative)?,
+                _ => (
+                    cond.zeros_like().map_err(sd_error("zero the prompt"))?,
+                    pooled.zeros_like().map_err(sd_error("zero the prompt"))?,
+                ),
+            };
+            context = Tensor::cat(&[batch(&uncond, 3)?, context], 0)
+                .map_err(sd_error("batch the prompt"))?;
+            text_embeds = Tensor::cat(&[batch(&uncond_pooled, 2)?, text_embeds], 0)
+                .map_err(sd_error("batch the prompt"))?;
+        }
+        let rows = if guided { 2 * n } else { n };
+        let (h, w) = (request.height as f32, request.width as f32);
+        let ids: Vec<f32> = (0..rows).flat_map(|_| [h, w, 0.0, 0.0, h, w]).collect();
+        let time_ids = Tensor::from_vec(ids, (rows, 6), &self.device)
+            .and_then(|t| t.to_dtype(self.dtype))
+            .map_err(sd_error("size conditioning"))?;
+        Ok((
+            context,
+            Some(Added {
+                text_embeds,
+                time_ids,
+            }),
+        ))
     }
 
     /// Seeded standard normal latents, one ChaCha stream per image.
@@ -403,8 +562,8 @@ impl Pipeline {
             let x = Tensor::from_vec(data, (1, h as usize, w as usize, 3), &self.device)?
                 .permute((0, 3, 1, 2))?
                 .contiguous()?
-                .to_dtype(self.dtype)?;
-            self.vae.encode(&x)?.sample()? * self.scaling_factor
+                .to_dtype(self.vae_dtype)?;
+            (self.vae.encode(&x)?.sample()? * self.scaling_factor)?.to_dtype(self.dtype)
         };
         run().map_err(sd_error("encode the init image"))
     }
@@ -452,7 +611,7 @@ impl Pipeline {
             for (ci, &x0) in cols.iter().enumerate() {
                 let part = latents
                     .i((.., .., y0..y0 + th, x0..x0 + tw))
-                    .and_then(|t| t.contiguous())
+                    .and_then(|t| t.contiguous()?.to_dtype(self.vae_dtype))
                     .and_then(|t| self.vae.decode(&t))
                     .and_then(|t| t.to_dtype(DType::F32))
                     .and_then(|t| t.flatten_all())
@@ -501,7 +660,11 @@ fn resized(image: &RgbImage, w: u32, h: u32) -> RgbImage {
 }
 
 /// Image `i` of the latents through the fixed latent → RGB projection, at latent size.
-fn preview(latents: &Tensor, i: usize) -> candle_core::Result<RgbImage> {
+fn preview(
+    latents: &Tensor,
+    i: usize,
+    latent_rgb: &[[f32; 3]; 4],
+) -> candle_core::Result<RgbImage> {
     let l = latents.i(i)?.to_dtype(DType::F32)?;
     let (c, h, w) = l.dims3()?;
     let values = l.flatten_all()?.to_vec1::<f32>()?;
@@ -509,7 +672,7 @@ fn preview(latents: &Tensor, i: usize) -> candle_core::Result<RgbImage> {
     for (p, px) in img.pixels_mut().enumerate() {
         for (rgb, out) in px.0.iter_mut().enumerate() {
             let v: f32 = (0..c.min(4))
-                .map(|k| values[k * h * w + p] * LATENT_RGB[k][rgb])
+                .map(|k| values[k * h * w + p] * latent_rgb[k][rgb])
                 .sum();
             *out = ((v + 1.0) * 127.5).clamp(0.0, 255.0) as u8;
         }

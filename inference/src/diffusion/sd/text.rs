@@ -14,6 +14,7 @@ use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
+use super::tokenizer::TokenizerFiles;
 use crate::error::{Error, Result};
 
 /// `text_encoder/config.json`; absent fields take transformers' defaults.
@@ -35,6 +36,9 @@ pub struct TextConfig {
     pub hidden_act: String,
     #[serde(default = "d_eps")]
     pub layer_norm_eps: f64,
+    /// Width of `text_projection` (SDXL's second tower: `CLIPTextModelWithProjection`).
+    #[serde(default)]
+    pub projection_dim: Option<usize>,
 }
 
 fn d_vocab() -> usize {
@@ -95,12 +99,15 @@ pub struct TextEncoder {
     position_embedding: Embedding,
     layers: Vec<Layer>,
     final_norm: LayerNorm,
+    /// SDXL's second tower projects its end-token state (the pooled text).
+    projection: Option<Linear>,
     heads: usize,
     act: Act,
     tokenizer: Tokenizer,
     /// The window: prompts are padded (or cut) to this many tokens.
     pub max_tokens: usize,
     pad_id: u32,
+    end_id: u32,
     device: Device,
 }
 
@@ -122,14 +129,15 @@ struct TokenizerConfig {
 }
 
 impl TextEncoder {
-    /// Load `text_encoder/` and `tokenizer/` of a checkpoint directory.
     /// Load the tower from `vb`, the tokenizer from `tokenizer` and the padding token from
-    /// `model/tokenizer/tokenizer_config.json` (the end token when absent).
+    /// `tokenizer_dir/tokenizer_config.json` (the end token when absent). With `projection`
+    /// the tower's `text_projection` is loaded too (SDXL's second tower).
     pub fn load(
-        model: &Path,
-        tokenizer: &Path,
+        tokenizer_dir: &Path,
+        tokenizer: &TokenizerFiles,
         vb: VarBuilder,
         config: &TextConfig,
+        projection: bool,
     ) -> Result<Self> {
         let bad = |reason: String| Error::InvalidRequest {
             field: "text_encoder",
@@ -151,22 +159,13 @@ impl TextEncoder {
                 "num_attention_heads must divide hidden_size and the window hold ≥ 2 tokens".into(),
             ));
         }
-        let tokenizer_path = tokenizer;
-        let mut tokenizer =
-            Tokenizer::from_file(tokenizer_path).map_err(|e| Error::InvalidRequest {
-                field: "tokenizer",
-                reason: format!(
-                    "{}: {e} (a checkpoint needs tokenizer/tokenizer.json; the CLIP tokenizer's \
-                 tokenizer.json from openai/clip-vit-large-patch14 serves SD 1.x and 2.x)",
-                    tokenizer_path.display()
-                ),
-            })?;
+        let mut tokenizer: Tokenizer = tokenizer.load()?;
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(None)
             .map_err(|e| bad(format!("tokenizer: {e}")))?;
         let tok_config: TokenizerConfig =
-            std::fs::read_to_string(model.join("tokenizer/tokenizer_config.json"))
+            std::fs::read_to_string(tokenizer_dir.join("tokenizer_config.json"))
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default();
@@ -181,9 +180,24 @@ impl TextEncoder {
             .and_then(|e| e.get_ids().last().copied())
             .ok_or_else(|| bad("the tokenizer adds no end token".into()))?;
         let pad_id = pad_token
-            .and_then(|p| tokenizer.token_to_id(&p))
+            .and_then(|p| {
+                let id = tokenizer.token_to_id(&p)?;
+                // transformers registers the padding token as a special token, so a `!` typed
+                // in an SD 2 / SDXL prompt is that token rather than the word-final `!</w>`.
+                tokenizer.add_special_tokens(&[tokenizers::AddedToken::from(p, true)]);
+                Some(id)
+            })
             .unwrap_or(end_id);
 
+        let projection = if projection {
+            let width = config.projection_dim.unwrap_or(config.hidden_size);
+            Some(
+                candle_nn::linear_no_bias(config.hidden_size, width, vb.pp("text_projection"))
+                    .map_err(Error::candle("load the text projection"))?,
+            )
+        } else {
+            None
+        };
         let vb = vb.pp("text_model");
         let e = vb.pp("embeddings");
         let c = config;
@@ -223,11 +237,13 @@ impl TextEncoder {
             position_embedding,
             layers,
             final_norm,
+            projection,
             heads: c.num_attention_heads,
             act,
             tokenizer,
             max_tokens: c.max_position_embeddings,
             pad_id,
+            end_id,
             device: vb.device().clone(),
         })
     }
@@ -267,6 +283,64 @@ impl TextEncoder {
                 xs = self.layer(layer, &xs, &mask)?;
             }
             self.final_norm.forward(&xs)?.to_dtype(dtype)
+        };
+        run().map_err(Error::candle("run the text encoder"))
+    }
+
+    /// SDXL's view of `texts`: the hidden states entering the last layer (transformers'
+    /// `hidden_states[-2]`, no final norm), `[texts, window, hidden]`, and, for a tower with a
+    /// projection, the projected end-token state after the final norm, `[texts, projection]`.
+    pub fn encode_penultimate(
+        &self,
+        texts: &[&str],
+        dtype: DType,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let mut all = Vec::with_capacity(texts.len() * self.max_tokens);
+        let mut ends = Vec::with_capacity(texts.len());
+        for text in texts {
+            let (ids, _) = self.ids(text)?;
+            // The first end token (transformers' pooling): padding may repeat it.
+            ends.push(
+                ids.iter()
+                    .skip(1)
+                    .position(|&id| id == self.end_id)
+                    .map_or(self.max_tokens - 1, |p| p + 1),
+            );
+            all.extend(ids);
+        }
+        let run = || -> candle_core::Result<(Tensor, Option<Tensor>)> {
+            let n = texts.len();
+            let ids = Tensor::from_vec(all, (n, self.max_tokens), &self.device)?;
+            let positions = Tensor::arange(0u32, self.max_tokens as u32, &self.device)?;
+            let mut xs = self
+                .token_embedding
+                .forward(&ids)?
+                .broadcast_add(&self.position_embedding.forward(&positions)?)?;
+            let mask = causal_mask(self.max_tokens, &self.device, xs.dtype())?;
+            let mut penultimate = xs.clone();
+            for (i, layer) in self.layers.iter().enumerate() {
+                if i + 1 == self.layers.len() {
+                    penultimate = xs.clone();
+                }
+                xs = self.layer(layer, &xs, &mask)?;
+            }
+            let pooled = match &self.projection {
+                None => None,
+                Some(projection) => {
+                    let normed = self.final_norm.forward(&xs)?;
+                    let rows = ends
+                        .iter()
+                        .enumerate()
+                        .map(|(b, &end)| normed.get(b)?.get(end))
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    Some(
+                        projection
+                            .forward(&Tensor::stack(&rows, 0)?)?
+                            .to_dtype(dtype)?,
+                    )
+                }
+            };
+            Ok((penultimate.to_dtype(dtype)?, pooled))
         };
         run().map_err(Error::candle("run the text encoder"))
     }

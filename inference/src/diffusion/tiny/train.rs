@@ -36,6 +36,9 @@ pub struct TrainOptions {
     pub lr: f64,
     /// Steps of linear warm-up, at the start and again after a resume.
     pub warmup: u64,
+    /// The learning rate falls linearly to a tenth of its peak over the last this many steps
+    /// before `steps` (0: constant after the warm-up).
+    pub decay_steps: u64,
     /// Seed of the data stream and of the noise.
     pub seed: u64,
     /// Share of captions replaced by the empty condition (for classifier-free guidance).
@@ -59,6 +62,7 @@ impl TrainOptions {
             batch: 32,
             lr: 3e-4,
             warmup: 300,
+            decay_steps: 0,
             seed: 1,
             cond_dropout: 0.1,
             ema_decay: 0.999,
@@ -333,7 +337,9 @@ pub fn train(
         } else {
             options.warmup.min(RESUME_WARMUP)
         };
-        let lr = options.lr * (since_start as f64 / warmup.max(1) as f64).min(1.0);
+        let lr = options.lr
+            * (since_start as f64 / warmup.max(1) as f64).min(1.0)
+            * decay_factor(state.step, options.steps, options.decay_steps);
         optimizer.set_learning_rate(lr);
         optimizer
             .backward_step(&loss)
@@ -382,6 +388,16 @@ pub fn train(
         }
     }
     Ok(state)
+}
+
+/// Share of the peak learning rate at step `step` (from 0) of a run to `steps` whose last
+/// `decay` steps fall linearly to a tenth.
+fn decay_factor(step: u64, steps: u64, decay: u64) -> f64 {
+    let left = steps.saturating_sub(step);
+    if decay == 0 || left >= decay {
+        return 1.0;
+    }
+    0.1 + 0.9 * left as f64 / decay as f64
 }
 
 /// Steps of learning-rate warm-up after a resume (at most).
@@ -507,6 +523,17 @@ mod tests {
             );
         }
         assert_eq!(ema_decay_at(1_000_000, 0.999), 0.999);
+    }
+
+    #[test]
+    fn the_learning_rate_decays_over_the_last_steps_only() {
+        assert_eq!(decay_factor(0, 1000, 0), 1.0);
+        assert_eq!(decay_factor(999, 1000, 0), 1.0);
+        assert_eq!(decay_factor(700, 1000, 300), 1.0);
+        assert!((decay_factor(850, 1000, 300) - 0.55).abs() < 1e-9);
+        assert!((decay_factor(1000, 1000, 300) - 0.1).abs() < 1e-9);
+        // A run resumed past its end keeps the floor.
+        assert!((decay_factor(1200, 1000, 300) - 0.1).abs() < 1e-9);
     }
 
     #[test]
