@@ -271,20 +271,25 @@ impl TextEncoder {
             all.extend(self.ids(text)?.0);
         }
         let run = || -> candle_core::Result<Tensor> {
-            let n = texts.len();
-            let ids = Tensor::from_vec(all, (n, self.max_tokens), &self.device)?;
-            let positions = Tensor::arange(0u32, self.max_tokens as u32, &self.device)?;
-            let mut xs = self
-                .token_embedding
-                .forward(&ids)?
-                .broadcast_add(&self.position_embedding.forward(&positions)?)?;
-            let mask = causal_mask(self.max_tokens, &self.device, xs.dtype())?;
+            let (mut xs, mask) = self.embed(all, texts.len())?;
             for layer in &self.layers {
                 xs = self.layer(layer, &xs, &mask)?;
             }
             self.final_norm.forward(&xs)?.to_dtype(dtype)
         };
         run().map_err(Error::candle("run the text encoder"))
+    }
+
+    /// Token + position embeddings of `n` windows of ids, and the causal mask.
+    fn embed(&self, ids: Vec<u32>, n: usize) -> candle_core::Result<(Tensor, Tensor)> {
+        let ids = Tensor::from_vec(ids, (n, self.max_tokens), &self.device)?;
+        let positions = Tensor::arange(0u32, self.max_tokens as u32, &self.device)?;
+        let xs = self
+            .token_embedding
+            .forward(&ids)?
+            .broadcast_add(&self.position_embedding.forward(&positions)?)?;
+        let mask = causal_mask(self.max_tokens, &self.device, xs.dtype())?;
+        Ok((xs, mask))
     }
 
     /// SDXL's view of `texts`: the hidden states entering the last layer (transformers'
@@ -309,14 +314,7 @@ impl TextEncoder {
             all.extend(ids);
         }
         let run = || -> candle_core::Result<(Tensor, Option<Tensor>)> {
-            let n = texts.len();
-            let ids = Tensor::from_vec(all, (n, self.max_tokens), &self.device)?;
-            let positions = Tensor::arange(0u32, self.max_tokens as u32, &self.device)?;
-            let mut xs = self
-                .token_embedding
-                .forward(&ids)?
-                .broadcast_add(&self.position_embedding.forward(&positions)?)?;
-            let mask = causal_mask(self.max_tokens, &self.device, xs.dtype())?;
+            let (mut xs, mask) = self.embed(all, texts.len())?;
             let mut penultimate = xs.clone();
             for (i, layer) in self.layers.iter().enumerate() {
                 if i + 1 == self.layers.len() {
