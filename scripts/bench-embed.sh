@@ -12,17 +12,12 @@ atelier_target_dir
 atelier_models_dir
 threads="${1:-2}"
 
-venv="${ATELIER_BENCH_VENV:-$HOME/.cache/atelier/bench-venv}"
-if ! "$venv/bin/python" -c "import sentence_transformers" >/dev/null 2>&1; then
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet sentence-transformers
-fi
+atelier_bench_venv "import sentence_transformers" sentence-transformers
 
 cargo build --locked -p atelier-web
 atelier="$CARGO_TARGET_DIR/debug/atelier"
 "$atelier" models pull all-minilm-l6-v2
 # candle sizes its thread pool from RAYON_NUM_THREADS; the reference gets the same count.
 RAYON_NUM_THREADS="$threads" "$atelier" bench embed --threads "$threads" \
-  --reference-python "$venv/bin/python" --markdown docs/benchmarks.md
+  --reference-python "$bench_python" --markdown docs/benchmarks.md
 "$atelier" bench brand-search --markdown docs/benchmarks.md

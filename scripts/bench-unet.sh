@@ -11,14 +11,9 @@ atelier_system_packages
 atelier_target_dir
 threads="${1:-2}"
 
-venv="${ATELIER_BENCH_VENV:-$HOME/.cache/atelier/bench-venv}"
-if ! "$venv/bin/python" -c "import diffusers, torch" >/dev/null 2>&1; then
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet torch diffusers
-fi
+atelier_bench_venv "import diffusers, torch" torch diffusers
 
 cargo build --locked -p atelier-web
 # candle sizes its thread pool from RAYON_NUM_THREADS; the reference gets the same count.
 RAYON_NUM_THREADS="$threads" "$CARGO_TARGET_DIR/debug/atelier" bench unet --threads "$threads" \
-  --reference-python "$venv/bin/python" --markdown docs/benchmarks.md
+  --reference-python "$bench_python" --markdown docs/benchmarks.md

@@ -86,3 +86,18 @@ atelier_test_services() {
   done
   pg_isready -h 127.0.0.1 -p 5432 >&2
 }
+
+# The benchmark scripts' reference runtimes (PyTorch CPU with the packages named), in one
+# virtualenv beside the model cache; sets $bench_python. Installed once (~10 minutes and several
+# GB: PyPI's torch wheel is the CUDA build). Usage: atelier_bench_venv "import x, y" pkg...
+atelier_bench_venv() {
+  local check="$1"
+  shift
+  local venv="${ATELIER_BENCH_VENV:-$HOME/.cache/atelier/bench-venv}"
+  if ! "$venv/bin/python" -c "$check" >/dev/null 2>&1; then
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet "$@"
+  fi
+  bench_python="$venv/bin/python"
+}
