@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use atelier_inference::diffusion::sd::testing::{Family, random_checkpoint, write};
+use atelier_inference::diffusion::sd::testing::{self, Family, random_checkpoint, write};
 use atelier_inference::diffusion::sd::unet::{Added, Denoiser};
 use atelier_inference::diffusion::sd::{
     SdOptions, StableDiffusion, TextConfig, TextEncoder, TokenizerFiles, UNetJson,
@@ -248,16 +248,7 @@ fn broken_checkpoints_are_refused_naming_the_file_and_field() {
 /// CPU: the real shapes fit candle's UNet and the output has the latents' shape.
 #[test]
 fn the_full_size_sd15_unet_runs_one_step_on_the_cpu() {
-    let config: UNetJson = serde_json::from_value(json!({
-        "block_out_channels": [320, 640, 1280, 1280],
-        "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
-                             "CrossAttnDownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
-                           "CrossAttnUpBlock2D"],
-        "attention_head_dim": 8, "cross_attention_dim": 768, "layers_per_block": 2,
-        "norm_num_groups": 32, "sample_size": 64
-    }))
-    .unwrap();
+    let config: UNetJson = serde_json::from_value(testing::sd15_unet_config()).unwrap();
     let config = config
         .to_candle(Path::new("sd15/unet/config.json"))
         .unwrap();

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
+use atelier_inference::diffusion::sd::testing::{sd15_unet_config, sd15_vae_config};
 use atelier_inference::diffusion::sd::{UNetJson, VaeJson};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -20,34 +21,6 @@ use crate::cli::BenchUnetArgs;
 const REFERENCE_SCRIPT: &str = include_str!("bench_unet_reference.py");
 /// CLIP ViT-L's window: the text the UNet attends to.
 const TEXT_TOKENS: usize = 77;
-
-/// `unet/config.json` of Stable Diffusion 1.5.
-fn sd15_unet() -> serde_json::Value {
-    json!({
-        "_class_name": "UNet2DConditionModel",
-        "block_out_channels": [320, 640, 1280, 1280],
-        "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
-                             "CrossAttnDownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
-                           "CrossAttnUpBlock2D"],
-        "attention_head_dim": 8, "cross_attention_dim": 768, "layers_per_block": 2,
-        "norm_num_groups": 32, "sample_size": 64, "in_channels": 4, "out_channels": 4
-    })
-}
-
-/// `vae/config.json` of Stable Diffusion 1.5.
-fn sd15_vae() -> serde_json::Value {
-    json!({
-        "_class_name": "AutoencoderKL",
-        "block_out_channels": [128, 256, 512, 512],
-        "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D",
-                             "DownEncoderBlock2D", "DownEncoderBlock2D"],
-        "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D",
-                           "UpDecoderBlock2D"],
-        "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2,
-        "norm_num_groups": 32, "sample_size": 512, "scaling_factor": 0.18215
-    })
-}
 
 #[derive(Deserialize)]
 struct Reference {
@@ -88,8 +61,9 @@ pub async fn unet(args: BenchUnetArgs) -> anyhow::Result<()> {
     );
     let cpu = Device::Cpu;
     let config_path = Path::new("sd15/unet/config.json");
-    let unet_config = serde_json::from_value::<UNetJson>(sd15_unet())?.to_candle(config_path)?;
-    let vae_config = serde_json::from_value::<VaeJson>(sd15_vae())?
+    let unet_config =
+        serde_json::from_value::<UNetJson>(sd15_unet_config())?.to_candle(config_path)?;
+    let vae_config = serde_json::from_value::<VaeJson>(sd15_vae_config())?
         .to_candle(Path::new("sd15/vae/config.json"))?;
 
     let mut ours_unet = Vec::new();
@@ -134,8 +108,8 @@ pub async fn unet(args: BenchUnetArgs) -> anyhow::Result<()> {
         Some(python) => {
             eprintln!("measuring diffusers…");
             let job = json!({
-                "unet": sd15_unet(),
-                "vae": sd15_vae(),
+                "unet": sd15_unet_config(),
+                "vae": sd15_vae_config(),
                 "sizes": args.sizes,
                 "vae_sizes": args.vae_sizes,
                 "text_tokens": TEXT_TOKENS,

@@ -122,8 +122,6 @@ fn one_usize() -> usize {
 }
 
 impl UNetJson {
-    /// candle's UNet config; the checkpoint's blocks must be the standard cross-attention /
-    /// plain ones, mirrored on the way up.
     /// SDXL's added conditioning, when the UNet has it.
     pub fn text_time(&self, path: &Path) -> Result<Option<TextTime>> {
         match self.addition_embed_type.as_deref() {
@@ -167,6 +165,8 @@ impl UNetJson {
         }
     }
 
+    /// candle's UNet config; the checkpoint's blocks must be the standard cross-attention /
+    /// plain ones, mirrored on the way up.
     pub fn to_candle(&self, path: &Path) -> Result<UNet2DConditionModelConfig> {
         // candle's up blocks build their ResNets with 32 groups whatever the config says; every
         // released Stable Diffusion uses 32, and any other count would be computed wrongly.

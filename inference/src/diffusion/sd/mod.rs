@@ -166,6 +166,15 @@ fn var_builder(path: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<
         .map_err(sd_error("read the weights"))
 }
 
+/// `t` repeated `n` times along its first dimension, whatever its rank (one prompt for a batch).
+fn repeat_rows(t: &Tensor, n: usize) -> Result<Tensor> {
+    let mut times = vec![1; t.rank()];
+    if let Some(first) = times.first_mut() {
+        *first = n;
+    }
+    t.repeat(times).map_err(sd_error("batch the prompt"))
+}
+
 /// Candle errors with out-of-memory turned into [`Error::OutOfMemory`].
 fn sd_error(action: &'static str) -> impl Fn(candle_core::Error) -> Error {
     move |e| {
@@ -463,13 +472,12 @@ impl Pipeline {
             return self.context_xl(text_2, request, n, guided);
         }
         let cond = self.text.encode(&[request.prompt.as_str()], self.dtype)?;
-        let repeat = |t: &Tensor| t.repeat((n, 1, 1)).map_err(sd_error("batch the prompt"));
-        let cond = repeat(&cond)?;
+        let cond = repeat_rows(&cond, n)?;
         if !guided {
             return Ok((cond, None));
         }
         let negative = request.negative_prompt.as_deref().unwrap_or("");
-        let uncond = repeat(&self.text.encode(&[negative], self.dtype)?)?;
+        let uncond = repeat_rows(&self.text.encode(&[negative], self.dtype)?, n)?;
         Ok((
             Tensor::cat(&[uncond, cond], 0).map_err(sd_error("batch the prompt"))?,
             None,
@@ -497,15 +505,7 @@ impl Pipeline {
             Ok((both, pooled))
         };
         let (cond, pooled) = encode(&request.prompt)?;
-        let batch = |t: &Tensor, dims: usize| {
-            if dims == 3 {
-                t.repeat((n, 1, 1))
-            } else {
-                t.repeat((n, 1))
-            }
-            .map_err(sd_error("batch the prompt"))
-        };
-        let (mut context, mut text_embeds) = (batch(&cond, 3)?, batch(&pooled, 2)?);
+        let (mut context, mut text_embeds) = (repeat_rows(&cond, n)?, repeat_rows(&pooled, n)?);
         if guided {
             let (uncond, uncond_pooled) = match request.negative_prompt.as_deref() {
                 Some(negative) if !negative.trim().is_empty() => encode(negative)?,
@@ -514,9 +514,9 @@ impl Pipeline {
                     pooled.zeros_like().map_err(sd_error("zero the prompt"))?,
                 ),
             };
-            context = Tensor::cat(&[batch(&uncond, 3)?, context], 0)
+            context = Tensor::cat(&[repeat_rows(&uncond, n)?, context], 0)
                 .map_err(sd_error("batch the prompt"))?;
-            text_embeds = Tensor::cat(&[batch(&uncond_pooled, 2)?, text_embeds], 0)
+            text_embeds = Tensor::cat(&[repeat_rows(&uncond_pooled, n)?, text_embeds], 0)
                 .map_err(sd_error("batch the prompt"))?;
         }
         let rows = if guided { 2 * n } else { n };

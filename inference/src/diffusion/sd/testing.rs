@@ -26,6 +26,34 @@ pub enum Family {
     SdxlTurbo,
 }
 
+/// `unet/config.json` of Stable Diffusion 1.5 (full size: 860 M parameters).
+pub fn sd15_unet_config() -> serde_json::Value {
+    json!({
+        "_class_name": "UNet2DConditionModel",
+        "block_out_channels": [320, 640, 1280, 1280],
+        "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                             "CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                           "CrossAttnUpBlock2D"],
+        "attention_head_dim": 8, "cross_attention_dim": 768, "layers_per_block": 2,
+        "norm_num_groups": 32, "sample_size": 64, "in_channels": 4, "out_channels": 4
+    })
+}
+
+/// `vae/config.json` of Stable Diffusion 1.5 (full size).
+pub fn sd15_vae_config() -> serde_json::Value {
+    json!({
+        "_class_name": "AutoencoderKL",
+        "block_out_channels": [128, 256, 512, 512],
+        "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D",
+                             "DownEncoderBlock2D", "DownEncoderBlock2D"],
+        "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D",
+                           "UpDecoderBlock2D"],
+        "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2,
+        "norm_num_groups": 32, "sample_size": 512, "scaling_factor": 0.18215
+    })
+}
+
 /// Write `value` as pretty JSON, creating parent directories.
 pub fn write(path: &Path, value: &serde_json::Value) {
     std::fs::create_dir_all(path.parent().expect("test checkpoint")).expect("test checkpoint");

@@ -314,17 +314,20 @@ impl TextEncoder {
             all.extend(ids);
         }
         let run = || -> candle_core::Result<(Tensor, Option<Tensor>)> {
-            let (mut xs, mask) = self.embed(all, texts.len())?;
-            let mut penultimate = xs.clone();
-            for (i, layer) in self.layers.iter().enumerate() {
-                if i + 1 == self.layers.len() {
-                    penultimate = xs.clone();
-                }
-                xs = self.layer(layer, &xs, &mask)?;
+            let (mut penultimate, mask) = self.embed(all, texts.len())?;
+            let Some((last, earlier)) = self.layers.split_last() else {
+                return Err(candle_core::Error::Msg(
+                    "the text encoder has no layers".into(),
+                ));
+            };
+            for layer in earlier {
+                penultimate = self.layer(layer, &penultimate, &mask)?;
             }
+            // The last layer only feeds the pooled text: run it only when there is a projection.
             let pooled = match &self.projection {
                 None => None,
                 Some(projection) => {
+                    let xs = self.layer(last, &penultimate, &mask)?;
                     let normed = self.final_norm.forward(&xs)?;
                     let rows = ends
                         .iter()
