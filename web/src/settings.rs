@@ -159,10 +159,34 @@ impl CritiqueSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbedBackend {
-    /// all-MiniLM-L6-v2 on candle, in process.
+    /// all-MiniLM-L6-v2 in process (on `embed.engine`).
     Minilm,
     /// An OpenAI-compatible `/embeddings` endpoint.
     Openai,
+}
+
+/// Which runtime computes all-MiniLM-L6-v2 (`embed.engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MinilmEngine {
+    /// llama.cpp's BERT (ggml CPU kernels) with 8-bit weights: fastest, vectors within a
+    /// cosine of 0.998 of the f32 ones; the default.
+    #[serde(rename = "llama-q8")]
+    LlamaQ8,
+    /// llama.cpp's BERT with f32 weights.
+    Llama,
+    /// candle's BERT.
+    Candle,
+}
+
+impl From<MinilmEngine> for atelier_inference::embed::EmbedEngine {
+    fn from(engine: MinilmEngine) -> Self {
+        match engine {
+            MinilmEngine::Llama => Self::Llama,
+            MinilmEngine::LlamaQ8 => Self::LlamaQ8,
+            MinilmEngine::Candle => Self::Candle,
+        }
+    }
 }
 
 /// `[embed.openai]`.
@@ -180,6 +204,7 @@ pub struct OpenAiEmbedSettings {
 #[serde(deny_unknown_fields)]
 pub struct EmbedSettings {
     pub backend: EmbedBackend,
+    pub engine: MinilmEngine,
     pub openai: OpenAiEmbedSettings,
 }
 

@@ -2,15 +2,17 @@
 //!
 //! [`OpenAiEmbedder`] asks any OpenAI-compatible `/embeddings` endpoint instead.
 //!
-//! [`MiniLmEmbedder`] runs all-MiniLM-L6-v2 with candle: batched, mean-pooled over real tokens,
-//! L2-normalised — the same vectors as sentence-transformers. A text longer than the model's
+//! [`MiniLmEmbedder`] runs all-MiniLM-L6-v2 on llama.cpp (or candle, [`EmbedEngine`]):
+//! batched, mean-pooled over real tokens, L2-normalised — the same vectors as
+//! sentence-transformers. A text longer than the model's
 //! window is split into windows that are embedded separately and averaged (weighted by their
 //! token counts), never silently cut.
 
+mod ggml;
 mod minilm;
 mod openai;
 
-pub use minilm::MiniLmEmbedder;
+pub use minilm::{EmbedEngine, MiniLmEmbedder};
 pub use openai::OpenAiEmbedder;
 
 use crate::error::Result;

@@ -104,7 +104,7 @@ impl LlamaConfig {
 }
 
 /// llama.cpp's backend may be initialised once per process; every model shares it.
-fn backend() -> Result<&'static LlamaBackend> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend> {
     static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -341,6 +341,15 @@ fn create_context<'m>(
         .with_n_ubatch(config.batch_size)
         .with_n_threads(config.threads as i32)
         .with_n_threads_batch(config.threads_batch as i32);
+    new_context(model, params)
+}
+
+/// A context on `model`, created under the process-wide creation lock.
+pub(crate) fn new_context(
+    model: &LlamaModel,
+    params: LlamaContextParams,
+) -> Result<LlamaContext<'_>> {
+    let n_ctx = params.n_ctx().map_or(0, NonZeroU32::get);
     let _guard = CONTEXT_CREATION.lock().map_err(|_| Error::Llama {
         action: "create a context",
         detail: "context lock poisoned".into(),

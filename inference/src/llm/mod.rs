@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 
 pub use gguf::check_gguf;
 pub use llama::{LlamaChatModel, LlamaConfig};
+pub(crate) use llama::{backend as llama_backend, new_context as new_llama_context};
 pub use openai::{OpenAiChatModel, OpenAiConfig, StructuredOutput};
 pub use schema::{prepare_schema, validate_against};
 

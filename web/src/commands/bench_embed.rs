@@ -1,12 +1,12 @@
-//! `atelier bench embed`: the candle MiniLM embedder against sentence-transformers on the same
-//! files, sentences, batch sizes and threads. `atelier bench brand-search`: filtered search
+//! `atelier bench embed`: the MiniLM embedder (on llama.cpp, the default, and on candle)
+//! against sentence-transformers on the same files, sentences, batch sizes and threads. `atelier bench brand-search`: filtered search
 //! latency in the embedded brand store. `atelier bench tiny`: seconds per atelier-tiny image.
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use atelier_inference::embed::{Embedder, MiniLmEmbedder};
+use atelier_inference::embed::{EmbedEngine, Embedder, MiniLmEmbedder};
 use atelier_inference::models::Catalog;
 use atelier_tools::brand::store::StoredChunk;
 use atelier_tools::brand::{BrandStore, Chunk, ChunkKind, EdgeStore, Scope, SearchQuery};
@@ -73,61 +73,95 @@ pub async fn embed(settings: &Settings, args: BenchEmbedArgs) -> anyhow::Result<
     let card = catalog.get("all-minilm-l6-v2")?;
     card.installed_path(&settings.models_dir)?;
     let dir = card.dir(&settings.models_dir);
-    let model = MiniLmEmbedder::load(&dir)?;
     let sentences = sentences(args.sentences)?;
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    model.embed(&refs[..8])?; // warm-up
-
-    let mut ours = Vec::new();
-    for &batch in &args.batch {
-        let mut rates = Vec::new();
-        for _ in 0..args.runs {
-            let start = Instant::now();
-            for chunk in refs.chunks(batch) {
-                std::hint::black_box(model.embed(chunk)?);
+    let engines = [
+        (EmbedEngine::Llama, "llama.cpp f32"),
+        (EmbedEngine::LlamaQ8, "llama.cpp q8_0"),
+        (EmbedEngine::Candle, "candle"),
+    ];
+    // rates[engine][batch]
+    let mut rates: Vec<Vec<f64>> = Vec::new();
+    let mut models = Vec::new();
+    for (engine, label) in engines {
+        let model = MiniLmEmbedder::load_with(&dir, engine)?;
+        model.embed(&refs[..8])?; // warm-up
+        let mut per_batch = Vec::new();
+        for &batch in &args.batch {
+            let mut runs = Vec::new();
+            for _ in 0..args.runs {
+                let start = Instant::now();
+                for chunk in refs.chunks(batch) {
+                    std::hint::black_box(model.embed(chunk)?);
+                }
+                runs.push(refs.len() as f64 / start.elapsed().as_secs_f64());
             }
-            rates.push(refs.len() as f64 / start.elapsed().as_secs_f64());
+            let rate = median(runs);
+            eprintln!("{label}, batch {batch}: {rate:.1} sentences/s");
+            per_batch.push(rate);
         }
-        ours.push((batch, median(rates)));
-        eprintln!(
-            "candle, batch {batch}: {:.1} sentences/s",
-            ours.last().map_or(0.0, |o| o.1)
-        );
+        rates.push(per_batch);
+        models.push(model);
     }
 
     let reference = match &args.reference_python {
         Some(python) => Some(run_reference(python, &dir, &sentences, &args)?),
         None => None,
     };
+    let mut differences = String::new();
     if let Some(r) = &reference {
-        let mine = model.embed(&refs[..2])?;
-        let diff = mine
-            .iter()
-            .flatten()
-            .zip(r.first.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        eprintln!("largest difference from sentence-transformers' vectors: {diff:.2e}");
+        for ((_, label), model) in engines.iter().zip(&models) {
+            let mine = model.embed(&refs[..2])?;
+            let diff = mine
+                .iter()
+                .flatten()
+                .zip(r.first.iter().flatten())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            eprintln!(
+                "{label}: largest difference from sentence-transformers' vectors: {diff:.2e}"
+            );
+            differences.push_str(&format!(
+                "Largest difference from sentence-transformers' vectors, {label}: {diff:.1e}.\n"
+            ));
+        }
     }
 
     let mut table = format!(
-        "\n### Embeddings: candle MiniLM vs sentence-transformers ({})\n\n\
-         all-MiniLM-L6-v2, {} sentences of the example guidelines, {} threads, median of {} runs.\n\n\
-         | batch | candle (sentences/s) | sentence-transformers (sentences/s) | ratio |\n|---|---|---|---|\n",
+        "\n### Embeddings: MiniLM on llama.cpp and candle vs sentence-transformers ({})\n\n\
+         all-MiniLM-L6-v2, {} sentences of the example guidelines, {} threads, median of {} runs. \
+         Sentences per second, and in brackets the ratio against sentence-transformers measured \
+         in the same run.\n\n\
+         | batch | sentence-transformers |",
         today(),
         args.sentences,
         args.threads,
         args.runs
     );
-    for (batch, rate) in &ours {
+    for (_, label) in &engines {
+        table.push_str(&format!(" {label} |"));
+    }
+    table.push_str(&format!("\n|---|---|{}\n", "---|".repeat(engines.len())));
+    for (b, batch) in args.batch.iter().enumerate() {
         let reference_rate = reference
             .as_ref()
             .and_then(|r| r.rates.get(&batch.to_string()).copied());
-        let (r, ratio) = match reference_rate {
-            Some(r) => (format!("{r:.1}"), format!("{:.2}×", rate / r)),
-            None => ("not measured".into(), "–".into()),
-        };
-        table.push_str(&format!("| {batch} | {rate:.1} | {r} | {ratio} |\n"));
+        table.push_str(&format!(
+            "| {batch} | {} |",
+            reference_rate.map_or("not measured".into(), |r| format!("{r:.1}"))
+        ));
+        for per_engine in &rates {
+            let ours = per_engine[b];
+            match reference_rate {
+                Some(r) => table.push_str(&format!(" {ours:.1} ({:.2}×) |", ours / r)),
+                None => table.push_str(&format!(" {ours:.1} |")),
+            }
+        }
+        table.push('\n');
+    }
+    if !differences.is_empty() {
+        table.push('\n');
+        table.push_str(&differences);
     }
     publish(&table, args.markdown.as_deref())
 }

@@ -284,8 +284,13 @@ async fn pull_stable_diffusion(
         .with_context(|| format!("fetching Stable Diffusion from {repo}"))?;
     pull_clip_tokenizer(&fetcher, repo, revision, "tokenizer").await?;
     // SDXL: a second text tower and tokenizer.
-    let unet_config = std::fs::read_to_string(dir.join("unet/config.json")).unwrap_or_default();
-    if unet_config.contains("\"text_time\"") {
+    let unet_path = dir.join("unet/config.json");
+    let unet: atelier_inference::diffusion::sd::UNetJson = serde_json::from_str(
+        &std::fs::read_to_string(&unet_path)
+            .with_context(|| format!("reading {}", unet_path.display()))?,
+    )
+    .with_context(|| format!("{}: not a diffusers UNet config", unet_path.display()))?;
+    if unet.addition_embed_type.as_deref() == Some("text_time") {
         let files: [&[&str]; 2] = [
             &["text_encoder_2/config.json"],
             &[
@@ -486,14 +491,16 @@ pub async fn optional_upscalers(
     Ok(Some(Arc::new(upscalers(settings).await?)))
 }
 
-/// The candle MiniLM embedder (atelier-tiny is conditioned on exactly this model).
+/// The in-process MiniLM embedder on `embed.engine` (atelier-tiny is conditioned on exactly
+/// this model).
 async fn embedder_minilm(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
     let catalog = Catalog::builtin()?;
     let card = catalog.get("all-minilm-l6-v2")?;
     card.installed_path(&settings.models_dir)?;
     let dir = card.dir(&settings.models_dir);
+    let engine = settings.embed.engine.into();
     Ok(Arc::new(
-        tokio::task::spawn_blocking(move || MiniLmEmbedder::load(&dir))
+        tokio::task::spawn_blocking(move || MiniLmEmbedder::load_with(&dir, engine))
             .await
             .context("embedder loading thread failed")??,
     ))
