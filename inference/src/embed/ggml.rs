@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::bert::{Config, HiddenAct};
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -309,8 +310,11 @@ impl LlamaBert {
     }
 }
 
-fn llama_err(action: &'static str) -> impl Fn(String) -> Error {
-    move |detail| Error::Llama { action, detail }
+fn llama_err<E: std::fmt::Display>(action: &'static str) -> impl Fn(E) -> Error {
+    move |e| Error::Llama {
+        action,
+        detail: e.to_string(),
+    }
 }
 
 fn worker(
@@ -338,49 +342,53 @@ fn worker(
     let _ = ready.send(Ok(()));
     let mut batch = LlamaBatch::new(UBATCH, 1);
     while let Ok((windows, reply)) = jobs.recv() {
-        let mut run = || -> Result<Vec<Vec<f32>>> {
-            let mut out = Vec::with_capacity(windows.len());
-            let mut start = 0;
-            while start < windows.len() {
-                // Pack whole windows into one pass.
-                let mut end = start;
-                let mut tokens = 0;
-                while end < windows.len()
-                    && end - start < MAX_SEQUENCES
-                    && tokens + windows[end].len() <= UBATCH
-                {
-                    tokens += windows[end].len();
-                    end += 1;
-                }
-                if end == start {
-                    return Err(Error::InvalidRequest {
-                        field: "text",
-                        reason: format!(
-                            "a window of {} tokens exceeds llama.cpp's pass of {UBATCH}",
-                            windows[start].len()
-                        ),
-                    });
-                }
-                batch.clear();
-                for (seq, window) in windows[start..end].iter().enumerate() {
-                    for (pos, &id) in window.iter().enumerate() {
-                        batch
-                            .add(LlamaToken(id as i32), pos as i32, &[seq as i32], true)
-                            .map_err(|e| llama_err("batch tokens")(e.to_string()))?;
-                    }
-                }
-                ctx.decode(&mut batch)
-                    .map_err(|e| llama_err("run the BERT model")(e.to_string()))?;
-                for seq in 0..end - start {
-                    let v = ctx
-                        .embeddings_seq_ith(seq as i32)
-                        .map_err(|e| llama_err("read pooled embeddings")(e.to_string()))?;
-                    out.push(v.to_vec());
-                }
-                start = end;
-            }
-            Ok(out)
-        };
-        let _ = reply.send(run());
+        let _ = reply.send(run(&mut ctx, &mut batch, &windows));
     }
+}
+
+/// Pooled vectors of `windows`, whole windows packed into each forward pass.
+fn run(
+    ctx: &mut LlamaContext<'_>,
+    batch: &mut LlamaBatch<'_>,
+    windows: &[Vec<u32>],
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(windows.len());
+    let mut start = 0;
+    while start < windows.len() {
+        let mut end = start;
+        let mut tokens = 0;
+        while end < windows.len()
+            && end - start < MAX_SEQUENCES
+            && tokens + windows[end].len() <= UBATCH
+        {
+            tokens += windows[end].len();
+            end += 1;
+        }
+        if end == start {
+            return Err(Error::InvalidRequest {
+                field: "text",
+                reason: format!(
+                    "a window of {} tokens exceeds llama.cpp's pass of {UBATCH}",
+                    windows[start].len()
+                ),
+            });
+        }
+        batch.clear();
+        for (seq, window) in windows[start..end].iter().enumerate() {
+            for (pos, &id) in window.iter().enumerate() {
+                batch
+                    .add(LlamaToken(id as i32), pos as i32, &[seq as i32], true)
+                    .map_err(llama_err("batch tokens"))?;
+            }
+        }
+        ctx.decode(batch).map_err(llama_err("run the BERT model"))?;
+        for seq in 0..end - start {
+            let v = ctx
+                .embeddings_seq_ith(seq as i32)
+                .map_err(llama_err("read pooled embeddings"))?;
+            out.push(v.to_vec());
+        }
+        start = end;
+    }
+    Ok(out)
 }

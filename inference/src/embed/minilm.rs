@@ -39,10 +39,7 @@ pub enum EmbedEngine {
 }
 
 enum Engine {
-    Llama {
-        bert: LlamaBert,
-        weights: ggml::Weights,
-    },
+    Llama(LlamaBert),
     Candle {
         model: Box<BertModel>,
         device: Device,
@@ -52,6 +49,7 @@ enum Engine {
 /// all-MiniLM-L6-v2 loaded from a directory with `config.json`, `tokenizer.json` and
 /// `model.safetensors` (the `all-minilm-l6-v2` model card).
 pub struct MiniLmEmbedder {
+    kind: EmbedEngine,
     engine: Engine,
     tokenizer: Tokenizer,
     dims: usize,
@@ -96,19 +94,15 @@ impl MiniLmEmbedder {
             detail: e.to_string(),
         })?;
         tokenizer.with_padding(None);
-        let engine = match engine {
-            EmbedEngine::Llama | EmbedEngine::LlamaQ8 => {
-                let weights = if engine == EmbedEngine::LlamaQ8 {
-                    ggml::Weights::Q8
-                } else {
-                    ggml::Weights::F32
-                };
-                let path = ggml::converted(dir, &config, &tokenizer, weights)?;
-                Engine::Llama {
-                    bert: LlamaBert::load(&path, candle_core::utils::get_num_threads())?,
-                    weights,
-                }
-            }
+        let llama = |weights| -> Result<Engine> {
+            let path = ggml::converted(dir, &config, &tokenizer, weights)?;
+            let threads = candle_core::utils::get_num_threads();
+            Ok(Engine::Llama(LlamaBert::load(&path, threads)?))
+        };
+        let kind = engine;
+        let engine = match kind {
+            EmbedEngine::Llama => llama(ggml::Weights::F32)?,
+            EmbedEngine::LlamaQ8 => llama(ggml::Weights::Q8)?,
             EmbedEngine::Candle => {
                 let device = Device::Cpu;
                 let weights = read("model.safetensors")?;
@@ -123,6 +117,7 @@ impl MiniLmEmbedder {
             }
         };
         Ok(MiniLmEmbedder {
+            kind,
             engine,
             tokenizer,
             dims: config.hidden_size,
@@ -131,17 +126,7 @@ impl MiniLmEmbedder {
 
     /// The engine computing the network.
     pub fn engine(&self) -> EmbedEngine {
-        match self.engine {
-            Engine::Llama {
-                weights: ggml::Weights::F32,
-                ..
-            } => EmbedEngine::Llama,
-            Engine::Llama {
-                weights: ggml::Weights::Q8,
-                ..
-            } => EmbedEngine::LlamaQ8,
-            Engine::Candle { .. } => EmbedEngine::Candle,
-        }
+        self.kind
     }
 
     /// Token windows of one text: `[CLS] … [SEP]` each, at most [`WINDOW`] tokens.
@@ -174,11 +159,14 @@ impl MiniLmEmbedder {
 
     /// Mean-pooled (not yet normalised) vectors of token windows, batched. Windows are batched
     /// in order of length so a batch pads little; results come back in the callers' order.
-    fn pooled(&self, windows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+    fn pooled(&self, mut windows: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..windows.len()).collect();
         order.sort_by_key(|&i| windows[i].len());
-        let sorted: Vec<Vec<u32>> = order.iter().map(|&i| windows[i].clone()).collect();
-        let vectors = self.pooled_in_order(&sorted)?;
+        let sorted: Vec<Vec<u32>> = order
+            .iter()
+            .map(|&i| std::mem::take(&mut windows[i]))
+            .collect();
+        let vectors = self.pooled_in_order(sorted)?;
         let mut out = vec![Vec::new(); windows.len()];
         for (i, v) in order.into_iter().zip(vectors) {
             out[i] = v;
@@ -186,9 +174,9 @@ impl MiniLmEmbedder {
         Ok(out)
     }
 
-    fn pooled_in_order(&self, windows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+    fn pooled_in_order(&self, windows: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>> {
         let (model, device) = match &self.engine {
-            Engine::Llama { bert, .. } => return bert.pooled(windows.to_vec()),
+            Engine::Llama(bert) => return bert.pooled(windows),
             Engine::Candle { model, device } => (model, device),
         };
         let mut out = Vec::with_capacity(windows.len());
@@ -232,7 +220,7 @@ impl Embedder for MiniLmEmbedder {
                 windows.push(w);
             }
         }
-        let pooled = self.pooled(&windows)?;
+        let pooled = self.pooled(windows)?;
         let mut out = vec![vec![0f32; self.dims]; texts.len()];
         let mut single = vec![0usize; texts.len()];
         for ((owner, tokens), vector) in owners.iter().zip(&pooled) {
