@@ -780,12 +780,17 @@ impl Agent {
             headline: (!headline.is_empty()).then_some(headline),
             channel: None,
             channels: Vec::new(),
-            guidelines_applied: d
-                .guidelines_applied
-                .into_iter()
-                .filter(|g| citations.contains(g))
-                .take(4)
-                .collect(),
+            guidelines_applied: d.guidelines_applied.into_iter().fold(
+                Vec::new(),
+                |mut kept: Vec<String>, g| {
+                    // The schema's enum keeps out unknown citations, not repeats: a small
+                    // model may cite one section three times.
+                    if kept.len() < 4 && citations.contains(&g) && !kept.contains(&g) {
+                        kept.push(g);
+                    }
+                    kept
+                },
+            ),
             rationale: clean(&d.rationale, 200),
         }
     }

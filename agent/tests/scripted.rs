@@ -197,6 +197,49 @@ async fn a_clear_brief_makes_images_without_asking() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cited_guidelines_are_known_sections_each_named_once() {
+    // The plan repeats the first citation the schema offers: the schema's enum lets repeats
+    // through (unknown citations are rejected by the schema check, tested elsewhere).
+    let llm = ScriptedModel::new(|decision, req: &ChatRequest| {
+        Ok(match decision {
+            "understand" => PROCEED.to_string(),
+            "plan" => {
+                let schema = req.schema.as_ref().unwrap();
+                let offered = &schema["properties"]["guidelines_applied"]["items"]["enum"];
+                let first = offered[0].as_str().unwrap().to_string();
+                let mut p: serde_json::Value = serde_json::from_str(&plan(&["Crema"], 1)).unwrap();
+                p["guidelines_applied"] = json!([first, first, first]);
+                p.to_string()
+            }
+            "refine" => REFINE.to_string(),
+            "present" => PRESENT.to_string(),
+            other => panic!("unexpected decision {other}"),
+        })
+    });
+    let run = agent(llm.clone(), tiny(), config());
+    let mut s = run
+        .agent
+        .start(
+            "one",
+            "A warm autumn post: a sun rising over a coffee cup",
+            Some("solstice".into()),
+        )
+        .await
+        .unwrap();
+    let events = drive(&run.agent, &mut s, vec![]).await;
+    assert_eq!(s.phase, Phase::Done, "{:?}", s.failure);
+    let offered = llm.requests()[1].schema.as_ref().unwrap()["properties"]["guidelines_applied"]
+        ["items"]["enum"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    match events.last().unwrap() {
+        AgentEvent::Final { citations, .. } => assert_eq!(citations, &vec![offered]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ambiguous_brief_asks_first_and_uses_the_answer() {
     let llm = script(vec![ASK], plan(&["Crema", "Ember"], 1));
     let run = agent(llm.clone(), tiny(), config());
