@@ -196,6 +196,15 @@ async fn a_clear_brief_makes_images_without_asking() {
     assert_eq!(stored, s);
 }
 
+/// The first citation the plan's schema lets the model choose.
+fn first_offered_citation(req: &ChatRequest) -> String {
+    let schema = req.schema.as_ref().unwrap();
+    schema["properties"]["guidelines_applied"]["items"]["enum"][0]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cited_guidelines_are_known_sections_each_named_once() {
     // The plan repeats the first citation the schema offers: the schema's enum lets repeats
@@ -204,9 +213,7 @@ async fn cited_guidelines_are_known_sections_each_named_once() {
         Ok(match decision {
             "understand" => PROCEED.to_string(),
             "plan" => {
-                let schema = req.schema.as_ref().unwrap();
-                let offered = &schema["properties"]["guidelines_applied"]["items"]["enum"];
-                let first = offered[0].as_str().unwrap().to_string();
+                let first = first_offered_citation(req);
                 let mut p: serde_json::Value = serde_json::from_str(&plan(&["Crema"], 1)).unwrap();
                 p["guidelines_applied"] = json!([first, first, first]);
                 p.to_string()
@@ -228,11 +235,7 @@ async fn cited_guidelines_are_known_sections_each_named_once() {
         .unwrap();
     let events = drive(&run.agent, &mut s, vec![]).await;
     assert_eq!(s.phase, Phase::Done, "{:?}", s.failure);
-    let offered = llm.requests()[1].schema.as_ref().unwrap()["properties"]["guidelines_applied"]
-        ["items"]["enum"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let offered = first_offered_citation(&llm.requests()[1]);
     match events.last().unwrap() {
         AgentEvent::Final { citations, .. } => assert_eq!(citations, &vec![offered]),
         other => panic!("{other:?}"),
