@@ -129,6 +129,11 @@ pub enum Error {
         detail: String,
     },
 
+    /// The component cannot do what was asked (e.g. a remote embedder asked for per-token
+    /// states); `what` names the operation and the component.
+    #[error("not supported: {what}")]
+    Unsupported { what: String },
+
     /// The request was cancelled before it finished.
     #[error("cancelled")]
     Cancelled,

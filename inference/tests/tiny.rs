@@ -149,3 +149,74 @@ async fn saved_weights_load_and_generation_is_deterministic() {
     ));
     assert_eq!(e.dimensions(), 384);
 }
+
+#[test]
+fn minilm_gives_the_state_of_every_word_piece() {
+    let e = embedder();
+    let states = e
+        .token_states(&["a gold circle on navy", "", "a gold circle on navy"], 64)
+        .unwrap();
+    assert_eq!(states.len(), 3);
+    // Five word-pieces, [CLS] and [SEP] left out.
+    assert_eq!(states[0].tokens, 5);
+    assert_eq!(states[0].values.len(), 5 * 384);
+    assert_eq!(states[1].tokens, 0, "an empty text has no words");
+    assert_eq!(states[0], states[2], "the same text, the same states");
+    // Contextual: "gold" next to "circle" differs from "gold" alone, and words differ.
+    let row =
+        |s: &atelier_inference::embed::TokenStates, i: usize| s.values[i * 384..][..384].to_vec();
+    let alone = e.token_states(&["gold"], 64).unwrap();
+    assert_eq!(alone[0].tokens, 1);
+    assert_ne!(row(&states[0], 1), row(&alone[0], 0));
+    assert_ne!(row(&states[0], 1), row(&states[0], 2));
+    // Longer texts are cut to the first max_tokens word-pieces.
+    let cut = e.token_states(&["a gold circle on navy"], 2).unwrap();
+    assert_eq!(cut[0].tokens, 2);
+    let err = e.token_states(&["x"], 0).unwrap_err();
+    assert!(err.to_string().contains("max_tokens"), "{err}");
+}
+
+#[tokio::test]
+async fn a_network_trained_without_cross_attention_gains_it_on_resume() {
+    let out = tempfile::tempdir().unwrap();
+    let e = embedder();
+    let mut plain = toy_options(out.path(), 20);
+    plain.config.cross_attention = false;
+    train(&plain, e.as_ref(), |_| true).unwrap();
+    let shipped = out.path().join("model");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["cross_attention"], false);
+
+    // Resuming from the shipped directory without the flag keeps the network as it is …
+    let next = tempfile::tempdir().unwrap();
+    let mut same = toy_options(next.path(), 22);
+    same.resume = Some(shipped.clone());
+    train(&same, e.as_ref(), |_| true).unwrap();
+    let config = std::fs::read_to_string(next.path().join("model/config.json")).unwrap();
+    assert!(config.contains("\"cross_attention\": false"), "{config}");
+
+    // … and with it, adds cross-attention and goes on from the same step.
+    let upgraded = tempfile::tempdir().unwrap();
+    let mut grow = toy_options(upgraded.path(), 25);
+    grow.resume = Some(shipped);
+    grow.add_cross_attention = true;
+    let state = train(&grow, e.as_ref(), |_| true).unwrap();
+    assert_eq!(state.step, 25);
+    assert!(state.config.cross_attention);
+    let generator = TinyGenerator::load(&upgraded.path().join("model"), e.clone()).unwrap();
+    let mut request = ImageRequest::new("a navy background with gold confetti");
+    request.width = 64;
+    request.height = 64;
+    request.steps = 2;
+    assert_eq!(
+        generator
+            .generate(request, None)
+            .await
+            .unwrap()
+            .images
+            .len(),
+        1
+    );
+}

@@ -470,6 +470,10 @@ pub struct TrainTinyArgs {
     /// Override the preset's number of blocks.
     #[arg(long)]
     pub depth: Option<usize>,
+    /// With --resume: give a network trained without cross-attention to the caption's words
+    /// new cross-attention layers (they start as no-ops, so nothing learned is lost).
+    #[arg(long, requires = "resume")]
+    pub cross_attention: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,8 @@
 //! all-MiniLM-L6-v2 (BERT): tokenising and windowing here, the network on llama.cpp (default)
 //! or candle.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -9,7 +10,7 @@ use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::Tokenizer;
 
 use super::ggml::{self, LlamaBert};
-use super::{Embedder, normalise};
+use super::{Embedder, TokenStates, normalise};
 use crate::error::{Error, Result};
 
 /// Tokens per window; sentence-transformers uses the same limit for this model.
@@ -41,7 +42,7 @@ pub enum EmbedEngine {
 enum Engine {
     Llama(LlamaBert),
     Candle {
-        model: Box<BertModel>,
+        model: Arc<BertModel>,
         device: Device,
     },
 }
@@ -53,6 +54,11 @@ pub struct MiniLmEmbedder {
     engine: Engine,
     tokenizer: Tokenizer,
     dims: usize,
+    /// Where the weights are, for [`Embedder::token_states`]: llama.cpp's embedding context
+    /// pools, so per-token states come from candle's BERT, loaded on first use.
+    dir: PathBuf,
+    config: Config,
+    token_model: Mutex<Option<Arc<BertModel>>>,
 }
 
 impl std::fmt::Debug for MiniLmEmbedder {
@@ -103,25 +109,37 @@ impl MiniLmEmbedder {
         let engine = match kind {
             EmbedEngine::Llama => llama(ggml::Weights::F32)?,
             EmbedEngine::LlamaQ8 => llama(ggml::Weights::Q8)?,
-            EmbedEngine::Candle => {
-                let device = Device::Cpu;
-                let weights = read("model.safetensors")?;
-                let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-                    .map_err(Error::candle("read model.safetensors"))?;
-                let model =
-                    BertModel::load(vb, &config).map_err(Error::candle("build the BERT model"))?;
-                Engine::Candle {
-                    model: Box::new(model),
-                    device,
-                }
-            }
+            EmbedEngine::Candle => Engine::Candle {
+                model: Arc::new(load_candle_bert(dir, &config)?),
+                device: Device::Cpu,
+            },
         };
         Ok(MiniLmEmbedder {
             kind,
             engine,
             tokenizer,
             dims: config.hidden_size,
+            dir: dir.to_path_buf(),
+            config,
+            token_model: Mutex::new(None),
         })
+    }
+
+    /// candle's BERT: the engine's own, or one loaded on first use.
+    fn candle_model(&self) -> Result<Arc<BertModel>> {
+        if let Engine::Candle { model, .. } = &self.engine {
+            return Ok(model.clone());
+        }
+        let mut slot = self.token_model.lock().map_err(|_| Error::Candle {
+            action: "load BERT for token states",
+            detail: "lock poisoned".into(),
+        })?;
+        if let Some(model) = slot.as_ref() {
+            return Ok(model.clone());
+        }
+        let model = Arc::new(load_candle_bert(&self.dir, &self.config)?);
+        *slot = Some(model.clone());
+        Ok(model)
     }
 
     /// The engine computing the network.
@@ -181,20 +199,8 @@ impl MiniLmEmbedder {
         };
         let mut out = Vec::with_capacity(windows.len());
         for batch in windows.chunks(BATCH) {
-            let len = batch.iter().map(Vec::len).max().unwrap_or(2);
-            let mut ids = Vec::with_capacity(batch.len() * len);
-            let mut mask = Vec::with_capacity(batch.len() * len);
-            for w in batch {
-                ids.extend(w.iter().copied());
-                ids.extend(std::iter::repeat_n(0u32, len - w.len()));
-                mask.extend(std::iter::repeat_n(1u32, w.len()));
-                mask.extend(std::iter::repeat_n(0u32, len - w.len()));
-            }
             let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-                let ids = Tensor::from_vec(ids.clone(), (batch.len(), len), device)?;
-                let mask = Tensor::from_vec(mask.clone(), (batch.len(), len), device)?;
-                let types = ids.zeros_like()?;
-                let hidden = model.forward(&ids, &types, Some(&mask))?;
+                let (hidden, mask) = candle_hidden(model, device, batch)?;
                 let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
                 let summed = hidden.broadcast_mul(&m)?.sum(1)?;
                 let counts = m.sum(1)?;
@@ -204,6 +210,37 @@ impl MiniLmEmbedder {
         }
         Ok(out)
     }
+}
+
+fn load_candle_bert(dir: &Path, config: &Config) -> Result<BertModel> {
+    let path = dir.join("model.safetensors");
+    let weights = std::fs::read(&path).map_err(Error::io(format!("reading {}", path.display())))?;
+    let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+        .map_err(Error::candle("read model.safetensors"))?;
+    BertModel::load(vb, config).map_err(Error::candle("build the BERT model"))
+}
+
+/// Run windows (each `[CLS] … [SEP]`) padded to the longest: hidden states `[B, L, D]` and the
+/// mask `[B, L]` (1 on real tokens).
+fn candle_hidden(
+    model: &BertModel,
+    device: &Device,
+    batch: &[Vec<u32>],
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let len = batch.iter().map(Vec::len).max().unwrap_or(2);
+    let mut ids = Vec::with_capacity(batch.len() * len);
+    let mut mask = Vec::with_capacity(batch.len() * len);
+    for w in batch {
+        ids.extend(w.iter().copied());
+        ids.extend(std::iter::repeat_n(0u32, len - w.len()));
+        mask.extend(std::iter::repeat_n(1u32, w.len()));
+        mask.extend(std::iter::repeat_n(0u32, len - w.len()));
+    }
+    let ids = Tensor::from_vec(ids, (batch.len(), len), device)?;
+    let mask = Tensor::from_vec(mask, (batch.len(), len), device)?;
+    let types = ids.zeros_like()?;
+    let hidden = model.forward(&ids, &types, Some(&mask))?;
+    Ok((hidden, mask))
 }
 
 impl Embedder for MiniLmEmbedder {
@@ -238,6 +275,46 @@ impl Embedder for MiniLmEmbedder {
                 );
             }
             normalise(vector);
+        }
+        Ok(out)
+    }
+
+    fn token_states(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<TokenStates>> {
+        if max_tokens == 0 || max_tokens > WINDOW - 2 {
+            return Err(Error::InvalidRequest {
+                field: "max_tokens",
+                reason: format!("{max_tokens} is outside 1..={}", WINDOW - 2),
+            });
+        }
+        let windows = texts
+            .iter()
+            .map(|text| {
+                let mut w = self.windows(text)?.swap_remove(0);
+                if w.len() > max_tokens + 2 {
+                    let sep = w[w.len() - 1];
+                    w.truncate(max_tokens + 1);
+                    w.push(sep);
+                }
+                Ok(w)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let model = self.candle_model()?;
+        let device = Device::Cpu;
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in windows.chunks(BATCH) {
+            let (hidden, _) =
+                candle_hidden(&model, &device, batch).map_err(Error::candle("run MiniLM"))?;
+            for (i, w) in batch.iter().enumerate() {
+                // Without [CLS] and [SEP].
+                let tokens = w.len() - 2;
+                let values = hidden
+                    .get(i)
+                    .and_then(|h| h.narrow(0, 1, tokens))
+                    .and_then(|h| h.flatten_all())
+                    .and_then(|h| h.to_vec1::<f32>())
+                    .map_err(Error::candle("read token states"))?;
+                out.push(TokenStates { tokens, values });
+            }
         }
         Ok(out)
     }

@@ -15,7 +15,16 @@ mod openai;
 pub use minilm::{EmbedEngine, MiniLmEmbedder};
 pub use openai::OpenAiEmbedder;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The last hidden state of every token of one text, `tokens × dimensions` (row-major).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenStates {
+    /// Number of tokens (rows).
+    pub tokens: usize,
+    /// `tokens × dimensions` values.
+    pub values: Vec<f32>,
+}
 
 /// Turns texts into unit-length vectors whose dot product is their cosine similarity.
 pub trait Embedder: Send + Sync {
@@ -23,6 +32,17 @@ pub trait Embedder: Send + Sync {
     fn dimensions(&self) -> usize;
     /// One vector per text, in order.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// The network's last hidden state of each word-piece of each text (no pooling, no
+    /// normalising, no special tokens), at most `max_tokens` of them per text: the first
+    /// `max_tokens`, the rest is cut. For models conditioned on the words of a caption
+    /// rather than on one vector (atelier-tiny's cross-attention). Embedders that only
+    /// return pooled vectors, such as a remote API, answer [`Error::Unsupported`].
+    fn token_states(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<TokenStates>> {
+        let _ = (texts, max_tokens);
+        Err(Error::Unsupported {
+            what: "per-token states from an embedder that only returns pooled vectors".into(),
+        })
+    }
 }
 
 /// Scale `v` to unit length (a zero vector stays zero).

@@ -56,6 +56,7 @@ pub async fn tiny(settings: &Settings, args: TrainTinyArgs) -> anyhow::Result<()
     options.seed = args.seed;
     options.checkpoint_every = Duration::from_secs_f64(args.checkpoint_minutes * 60.0);
     options.resume = args.resume.clone();
+    options.add_cross_attention = args.cross_attention;
 
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn({

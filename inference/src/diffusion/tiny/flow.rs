@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::model::TinyDit;
+use super::model::{Condition, TinyDit};
 
 /// Gaussian noise from a seeded generator: the same seed gives the same tensor everywhere.
 pub fn seeded_noise(shape: &[usize], rng: &mut impl Rng, device: &Device) -> Result<Tensor> {
@@ -27,7 +27,12 @@ fn sample_times(batch: usize, rng: &mut impl Rng) -> Vec<f32> {
 }
 
 /// Mean squared error of the predicted velocity for a batch of clean images `x0` in [-1, 1].
-pub fn loss(model: &TinyDit, x0: &Tensor, cond: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+pub fn loss(
+    model: &TinyDit,
+    x0: &Tensor,
+    cond: &Condition,
+    rng: &mut ChaCha8Rng,
+) -> Result<Tensor> {
     let (b, c, h, w) = x0.dims4()?;
     let device = x0.device();
     let noise = seeded_noise(&[b, c, h, w], rng, device)?;
@@ -53,21 +58,21 @@ pub struct SampleOptions {
     pub strength: f32,
 }
 
-/// Generate `cond.dim(0)` images `[B, 3, S, S]` in [-1, 1]. `on_step(i, x)` runs after each step
+/// Generate `cond.batch()` images `[B, 3, S, S]` in [-1, 1]. `on_step(i, x)` runs after each step
 /// (progress, previews) and returns false to stop early (cancellation).
 /// `negative` replaces the empty condition of guidance (a negative prompt); `init` `[B, 3, S, S]`
 /// in [-1, 1] starts from an image instead of noise.
 pub fn sample(
     model: &TinyDit,
-    cond: &Tensor,
-    negative: Option<&Tensor>,
+    cond: &Condition,
+    negative: Option<&Condition>,
     init: Option<&Tensor>,
     options: SampleOptions,
     mut on_step: impl FnMut(usize, &Tensor) -> bool,
 ) -> Result<Option<Tensor>> {
-    let b = cond.dim(0)?;
+    let b = cond.batch()?;
     let s = model.config().image_size;
-    let device = cond.device();
+    let device = cond.pooled.device();
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let noise = seeded_noise(&[b, 3, s, s], &mut rng, device)?;
     let start = match init {
@@ -82,9 +87,9 @@ pub fn sample(
     let (cond_in, uncond) = if guided {
         let other = match negative {
             Some(n) => n.clone(),
-            None => cond.zeros_like()?,
+            None => cond.empty_like()?,
         };
-        (Tensor::cat(&[cond, &other], 0)?, true)
+        (cond.cat(&other)?, true)
     } else {
         (cond.clone(), false)
     };

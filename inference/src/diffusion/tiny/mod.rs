@@ -27,7 +27,7 @@ use super::{
 };
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use model::{DTYPE, TinyDit};
+use model::{Condition, DTYPE, MAX_TEXT_TOKENS, TinyDit};
 
 /// Atelier's offline model behind [`ImageGenerator`].
 pub struct TinyGenerator {
@@ -59,6 +59,10 @@ impl TinyGenerator {
                 ),
             });
         }
+        if config.cross_attention {
+            // Fail now, not at the first request, if the embedder cannot give token states.
+            embedder.token_states(&["probe"], 1)?;
+        }
         let weights = std::fs::read(dir.join("model.safetensors")).map_err(Error::io(format!(
             "reading {}",
             dir.join("model.safetensors").display()
@@ -87,13 +91,21 @@ impl TinyGenerator {
             texts.push(negative.as_str());
         }
         let vectors = self.embedder.embed(&texts)?;
-        let to_tensor = |v: &Vec<f32>| {
-            Tensor::from_vec(v.clone(), (1, v.len()), &device).map_err(Error::candle("embed"))
+        let states = if self.model.config().cross_attention {
+            Some(self.embedder.token_states(&texts, MAX_TEXT_TOKENS)?)
+        } else {
+            None
         };
-        let cond = to_tensor(&vectors[0])?;
-        let negative = match vectors.get(1) {
-            Some(v) => Some(to_tensor(v)?),
-            None => None,
+        let dims = self.embedder.dimensions();
+        let condition = |i: usize| {
+            let tokens = states.as_ref().map(|s| &s[i..=i]);
+            Condition::new(&vectors[i..=i], tokens, dims, &device)
+                .map_err(Error::candle("assemble the condition"))
+        };
+        let cond = condition(0)?;
+        let negative = match vectors.len() {
+            2 => Some(condition(1)?),
+            _ => None,
         };
         let size = self.model.config().image_size as u32;
         let init = match &request.init {

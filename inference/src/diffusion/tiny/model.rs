@@ -1,6 +1,15 @@
 //! The network of Atelier's offline image model: a small diffusion transformer (DiT) that
 //! predicts the flow-matching velocity of a noisy image, conditioned on the time and on a MiniLM
-//! sentence embedding of the caption through adaptive layer norm (FiLM with gates, "adaLN-zero").
+//! sentence embedding of the caption through adaptive layer norm (FiLM with gates, "adaLN-zero"),
+//! and, where the config asks for it, on MiniLM's per-token states of the caption through
+//! cross-attention in every block.
+//!
+//! One pooled vector per caption says which colours and things a caption names but binds them
+//! loosely: the network trained on it alone swapped figure and ground ("a gold circle on navy"
+//! came out navy on gold) and did not follow shapes or positions. Cross-attention lets each
+//! patch look up the words that concern it. Its output projection starts at zero, so adding it
+//! to a trained network changes nothing until training teaches it something
+//! ([`TinyConfig::cross_attention`], `atelier train tiny --resume … --cross-attention`).
 //!
 //! Everything is matrix products, which candle runs fast on CPU (no convolutions, whose
 //! backward passes are slow there). Field names mirror the weight names.
@@ -30,7 +39,16 @@ pub struct TinyConfig {
     /// captions. Absent (false) in configs written before it existed.
     #[serde(default)]
     pub cond_unit_scale: bool,
+    /// Cross-attention from the image patches to the caption's per-token MiniLM states (at
+    /// most [`MAX_TEXT_TOKENS`]) in every block. Absent (false) in configs written before it
+    /// existed.
+    #[serde(default)]
+    pub cross_attention: bool,
 }
+
+/// Word-pieces of a caption the cross-attention sees; the rest of a longer prompt still
+/// reaches the network through the pooled sentence embedding.
+pub const MAX_TEXT_TOKENS: usize = 64;
 
 impl TinyConfig {
     /// The shipped model: 32×32 pixels, 4×4 patches (64 tokens), width 256, 6 blocks, upsampled
@@ -50,6 +68,7 @@ impl TinyConfig {
             heads: 4,
             cond_dim: 384,
             cond_unit_scale: true,
+            cross_attention: true,
         }
     }
 
@@ -63,6 +82,7 @@ impl TinyConfig {
             heads: 2,
             cond_dim: 384,
             cond_unit_scale: true,
+            cross_attention: true,
         }
     }
 
@@ -174,6 +194,152 @@ impl Module for Mlp2 {
     }
 }
 
+/// What a batch of images is conditioned on.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    /// Unit-length sentence embeddings `[B, cond_dim]`; zeros are the empty condition.
+    pub pooled: Tensor,
+    /// Per-token states `[B, L, cond_dim]` and their mask `[B, L]` (1 on real tokens, 0 on
+    /// padding), for networks with cross-attention.
+    pub tokens: Option<(Tensor, Tensor)>,
+}
+
+impl Condition {
+    /// Assemble a batch: one pooled vector per caption and, for cross-attention, the token
+    /// states of each (an empty list for the empty condition).
+    pub fn new(
+        pooled: &[Vec<f32>],
+        tokens: Option<&[crate::embed::TokenStates]>,
+        dims: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let b = pooled.len();
+        let flat: Vec<f32> = pooled.iter().flatten().copied().collect();
+        if flat.len() != b * dims {
+            candle_core::bail!("pooled embeddings are not {dims} wide");
+        }
+        let pooled = Tensor::from_vec(flat, (b, dims), device)?;
+        let tokens = match tokens {
+            None => None,
+            Some(states) => {
+                if states.len() != b {
+                    candle_core::bail!("{} token lists for {b} captions", states.len());
+                }
+                let len = states.iter().map(|s| s.tokens).max().unwrap_or(0).max(1);
+                let mut values = vec![0f32; b * len * dims];
+                let mut mask = vec![0f32; b * len];
+                for (i, s) in states.iter().enumerate() {
+                    if s.values.len() != s.tokens * dims {
+                        candle_core::bail!("token states are not {dims} wide");
+                    }
+                    values[i * len * dims..][..s.values.len()].copy_from_slice(&s.values);
+                    mask[i * len..][..s.tokens].fill(1.0);
+                }
+                Some((
+                    Tensor::from_vec(values, (b, len, dims), device)?,
+                    Tensor::from_vec(mask, (b, len), device)?,
+                ))
+            }
+        };
+        Ok(Condition { pooled, tokens })
+    }
+
+    /// Batch size.
+    pub fn batch(&self) -> Result<usize> {
+        self.pooled.dim(0)
+    }
+
+    /// The empty condition (what guidance moves away from) for the same batch size.
+    pub fn empty_like(&self) -> Result<Self> {
+        let tokens = match &self.tokens {
+            None => None,
+            Some((t, m)) => {
+                let (b, _, d) = t.dims3()?;
+                Some((
+                    Tensor::zeros((b, 1, d), t.dtype(), t.device())?,
+                    Tensor::zeros((b, 1), m.dtype(), m.device())?,
+                ))
+            }
+        };
+        Ok(Condition {
+            pooled: self.pooled.zeros_like()?,
+            tokens,
+        })
+    }
+
+    /// This batch followed by `other`'s, token lists padded to the longer.
+    pub fn cat(&self, other: &Condition) -> Result<Self> {
+        let pooled = Tensor::cat(&[&self.pooled, &other.pooled], 0)?;
+        let tokens = match (&self.tokens, &other.tokens) {
+            (None, None) => None,
+            (Some((ta, ma)), Some((tb, mb))) => {
+                let (la, lb) = (ta.dim(1)?, tb.dim(1)?);
+                let len = la.max(lb);
+                let pad = |t: &Tensor, have: usize| t.pad_with_zeros(1, 0, len - have);
+                Some((
+                    Tensor::cat(&[pad(ta, la)?, pad(tb, lb)?], 0)?,
+                    Tensor::cat(&[pad(ma, la)?, pad(mb, lb)?], 0)?,
+                ))
+            }
+            _ => candle_core::bail!("joining conditions with and without token states"),
+        };
+        Ok(Condition { pooled, tokens })
+    }
+}
+
+/// Cross-attention from image patches (queries) to caption tokens (keys and values).
+#[derive(Debug, Clone)]
+struct CrossAttention {
+    q: Linear,
+    kv: Linear,
+    proj: Linear,
+    heads: usize,
+}
+
+impl CrossAttention {
+    fn new(cfg: &TinyConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.dim;
+        Ok(CrossAttention {
+            q: linear(d, d, vb.pp("q"))?,
+            kv: linear(d, 2 * d, vb.pp("kv"))?,
+            proj: zero_linear(d, d, vb.pp("proj"))?,
+            heads: cfg.heads,
+        })
+    }
+
+    /// `x` `[B, N, d]`, `text` `[B, M, d]`, `bias` `[B, 1, 1, M]` (0 or a large negative).
+    fn forward(&self, x: &Tensor, text: &Tensor, bias: &Tensor) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        let m = text.dim(1)?;
+        let hd = d / self.heads;
+        let q = self
+            .q
+            .forward(x)?
+            .reshape((b, n, self.heads, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let kv = self
+            .kv
+            .forward(text)?
+            .reshape((b, m, 2, self.heads, hd))?
+            .permute((2, 0, 3, 1, 4))?;
+        let k = kv.get(0)?.contiguous()?;
+        let v = kv.get(1)?.contiguous()?;
+        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(bias)?;
+        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let out = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        self.proj.forward(&out)
+    }
+}
+
+/// Caption tokens as the blocks see them: `[B, 1 + L, d]` (a learned "no more words" token
+/// first, so a query always has something to attend to, even for the empty condition) and the
+/// additive attention bias `[B, 1, 1, 1 + L]` that hides padding.
+struct TextTokens {
+    tokens: Tensor,
+    bias: Tensor,
+}
+
 #[derive(Debug, Clone)]
 struct Block {
     qkv: Linear,
@@ -181,6 +347,7 @@ struct Block {
     fc1: Linear,
     fc2: Linear,
     ada: Linear,
+    cross: Option<CrossAttention>,
     heads: usize,
 }
 
@@ -193,6 +360,11 @@ impl Block {
             fc1: linear(d, 4 * d, vb.pp("fc1"))?,
             fc2: linear(4 * d, d, vb.pp("fc2"))?,
             ada: zero_linear(d, 6 * d, vb.pp("ada"))?,
+            cross: if cfg.cross_attention {
+                Some(CrossAttention::new(cfg, vb.pp("cross"))?)
+            } else {
+                None
+            },
             heads: cfg.heads,
         })
     }
@@ -214,13 +386,20 @@ impl Block {
         self.proj.forward(&out)
     }
 
-    fn forward(&self, x: &Tensor, c: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, c: &Tensor, text: Option<&TextTokens>) -> Result<Tensor> {
         let m = self.ada.forward(c)?.chunk(6, 1)?;
         let [shift1, scale1, gate1, shift2, scale2, gate2] = m.as_slice() else {
             candle_core::bail!("adaLN produced {} chunks", m.len())
         };
         let h = self.attention(&modulate(&norm(x)?, shift1, scale1)?)?;
-        let x = (x + h.broadcast_mul(&gate1.unsqueeze(1)?)?)?;
+        let mut x = (x + h.broadcast_mul(&gate1.unsqueeze(1)?)?)?;
+        match (&self.cross, text) {
+            (Some(cross), Some(text)) => {
+                x = (&x + cross.forward(&norm(&x)?, &text.tokens, &text.bias)?)?;
+            }
+            (None, _) => {}
+            (Some(_), None) => candle_core::bail!("this network needs caption token states"),
+        }
         let h = modulate(&norm(&x)?, shift2, scale2)?;
         let h = self.fc2.forward(&self.fc1.forward(&h)?.gelu()?)?;
         x + h.broadcast_mul(&gate2.unsqueeze(1)?)?
@@ -233,6 +412,9 @@ pub struct TinyDit {
     patch_embed: Linear,
     time_embed: Mlp2,
     text_embed: Mlp2,
+    /// Projection of MiniLM token states to the width, and the always-visible null token
+    /// (networks with cross-attention only).
+    text_tokens: Option<(Linear, Tensor)>,
     blocks: Vec<Block>,
     final_ada: Linear,
     final_proj: Linear,
@@ -252,6 +434,21 @@ impl TinyDit {
             patch_embed: linear(cfg.patch_values(), d, vb.pp("patch_embed"))?,
             time_embed: Mlp2::new(FREQ_DIM, d, d, vb.pp("time_embed"))?,
             text_embed: Mlp2::new(cfg.cond_dim, d, d, vb.pp("text_embed"))?,
+            text_tokens: if cfg.cross_attention {
+                Some((
+                    linear(cfg.cond_dim, d, vb.pp("text_tokens"))?,
+                    vb.get_with_hints(
+                        (1, 1, d),
+                        "null_token",
+                        Init::Randn {
+                            mean: 0.0,
+                            stdev: 0.02,
+                        },
+                    )?,
+                ))
+            } else {
+                None
+            },
             blocks,
             final_ada: zero_linear(d, 2 * d, vb.pp("final_ada"))?,
             final_proj: zero_linear(d, cfg.patch_values(), vb.pp("final_proj"))?,
@@ -285,12 +482,34 @@ impl TinyDit {
             .reshape((b, 3, g * p, g * p))
     }
 
-    /// Predicted velocity for images `x` `[B, 3, S, S]` at times `t` `[B]` given text `cond` `[B, cond_dim]`.
-    pub fn forward(&self, x: &Tensor, t: &Tensor, cond: &Tensor) -> Result<Tensor> {
+    /// Caption tokens for the blocks' cross-attention.
+    fn text_tokens(&self, cond: &Condition) -> Result<Option<TextTokens>> {
+        let Some((proj, null)) = &self.text_tokens else {
+            return Ok(None);
+        };
+        let Some((states, mask)) = &cond.tokens else {
+            candle_core::bail!("this network needs caption token states")
+        };
+        let b = states.dim(0)?;
+        let tokens = proj.forward(&norm(states)?)?;
+        let null = null.broadcast_as((b, 1, self.cfg.dim))?;
+        let tokens = Tensor::cat(&[&null, &tokens], 1)?;
+        let visible = Tensor::cat(
+            &[&Tensor::ones((b, 1), mask.dtype(), mask.device())?, mask],
+            1,
+        )?;
+        let bias = ((visible - 1.0)? * 1e9)?.unsqueeze(1)?.unsqueeze(1)?;
+        Ok(Some(TextTokens { tokens, bias }))
+    }
+
+    /// Predicted velocity for images `x` `[B, 3, S, S]` at times `t` `[B]` given the caption.
+    pub fn forward(&self, x: &Tensor, t: &Tensor, cond: &Condition) -> Result<Tensor> {
         let tokens = self
             .patch_embed
             .forward(&self.patchify(x)?)?
             .broadcast_add(&self.pos)?;
+        let text = self.text_tokens(cond)?;
+        let cond = &cond.pooled;
         let cond = if self.cfg.cond_unit_scale {
             (cond * (self.cfg.cond_dim as f64).sqrt())?
         } else {
@@ -301,7 +520,7 @@ impl TinyDit {
         .silu()?;
         let mut h = tokens;
         for block in &self.blocks {
-            h = block.forward(&h, &c)?;
+            h = block.forward(&h, &c, text.as_ref())?;
         }
         let m = self.final_ada.forward(&c)?.chunk(2, 1)?;
         let [shift, scale] = m.as_slice() else {
@@ -356,6 +575,146 @@ mod tests {
         );
     }
 
+    /// Every weight of `vars` set to small seeded random values (a "trained" network, whose
+    /// output is not zero).
+    fn randomise(vars: &candle_nn::VarMap, seed: u64) {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let data = vars.data().lock().unwrap();
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let noise =
+                super::super::flow::seeded_noise(var.dims(), &mut rng, var.device()).unwrap();
+            var.set(&(noise * 0.05).unwrap()).unwrap();
+        }
+    }
+
+    /// Token states of `tokens` words whose values follow a pattern set by `k` (a constant
+    /// offset would not do: each token is normalised).
+    fn states(tokens: usize, k: usize) -> crate::embed::TokenStates {
+        crate::embed::TokenStates {
+            tokens,
+            values: (0..tokens * 384)
+                .map(|i| ((i * k) % 11) as f32 * 0.1)
+                .collect(),
+        }
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn adding_cross_attention_changes_nothing_until_it_is_trained() {
+        let device = Device::Cpu;
+        let plain_cfg = TinyConfig {
+            cross_attention: false,
+            ..TinyConfig::toy()
+        };
+        let plain_vars = candle_nn::VarMap::new();
+        let plain = TinyDit::new(
+            plain_cfg,
+            VarBuilder::from_varmap(&plain_vars, DTYPE, &device),
+        )
+        .unwrap();
+        randomise(&plain_vars, 1);
+
+        // The same weights in a network with cross-attention (its own layers are new).
+        let cross_vars = candle_nn::VarMap::new();
+        let cross = TinyDit::new(
+            TinyConfig::toy(),
+            VarBuilder::from_varmap(&cross_vars, DTYPE, &device),
+        )
+        .unwrap();
+        {
+            let from = plain_vars.data().lock().unwrap();
+            let to = cross_vars.data().lock().unwrap();
+            assert!(to.keys().any(|k| k.contains(".cross.")));
+            for (name, var) in from.iter() {
+                to[name].set(var.as_tensor()).unwrap();
+            }
+        }
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 16, 16), &device).unwrap();
+        let t = Tensor::new(&[0.3f32, 0.9], &device).unwrap();
+        let pooled = vec![vec![0.05f32; 384], vec![-0.05; 384]];
+        let without = Condition::new(&pooled, None, 384, &device).unwrap();
+        let with =
+            Condition::new(&pooled, Some(&[states(4, 2), states(2, 3)]), 384, &device).unwrap();
+        let before = plain.forward(&x, &t, &without).unwrap();
+        let after = cross.forward(&x, &t, &with).unwrap();
+        assert!(max_abs_diff(&before, &before.zeros_like().unwrap()) > 1e-3);
+        assert_eq!(max_abs_diff(&before, &after), 0.0);
+
+        // Once its output projection is trained, the words change the prediction.
+        randomise(&cross_vars, 2);
+        let a = cross.forward(&x, &t, &with).unwrap();
+        let other =
+            Condition::new(&pooled, Some(&[states(4, 5), states(2, 3)]), 384, &device).unwrap();
+        let b = cross.forward(&x, &t, &other).unwrap();
+        assert!(max_abs_diff(&a.get(0).unwrap(), &b.get(0).unwrap()) > 1e-4);
+        assert_eq!(
+            max_abs_diff(&a.get(1).unwrap(), &b.get(1).unwrap()),
+            0.0,
+            "the second caption's words did not change"
+        );
+    }
+
+    #[test]
+    fn padding_and_batching_do_not_change_a_prediction() {
+        let device = Device::Cpu;
+        let vars = candle_nn::VarMap::new();
+        let model = TinyDit::new(
+            TinyConfig::toy(),
+            VarBuilder::from_varmap(&vars, DTYPE, &device),
+        )
+        .unwrap();
+        randomise(&vars, 3);
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 16, 16), &device).unwrap();
+        let t = Tensor::new(&[0.5f32], &device).unwrap();
+        let short =
+            Condition::new(&[vec![0.05; 384]], Some(&[states(2, 4)]), 384, &device).unwrap();
+        let long = Condition::new(&[vec![0.02; 384]], Some(&[states(9, 7)]), 384, &device).unwrap();
+        let alone = model.forward(&x, &t, &short).unwrap();
+        // Joined with a longer caption, the short one is padded with hidden tokens.
+        let joined = short.cat(&long).unwrap();
+        assert_eq!(joined.tokens.as_ref().unwrap().0.dims(), &[2, 9, 384]);
+        let both = model
+            .forward(
+                &Tensor::cat(&[&x, &x], 0).unwrap(),
+                &t.repeat(2).unwrap(),
+                &joined,
+            )
+            .unwrap();
+        assert!(max_abs_diff(&alone.get(0).unwrap(), &both.get(0).unwrap()) < 1e-5);
+        assert!(max_abs_diff(&both.get(0).unwrap(), &both.get(1).unwrap()) > 1e-4);
+
+        // The empty condition sees only the null token, however the batch was padded.
+        let empty = short.empty_like().unwrap();
+        let empty_long = long.cat(&empty).unwrap();
+        let e1 = model.forward(&x, &t, &empty).unwrap();
+        let e2 = model
+            .forward(
+                &Tensor::cat(&[&x, &x], 0).unwrap(),
+                &t.repeat(2).unwrap(),
+                &empty_long,
+            )
+            .unwrap();
+        assert!(max_abs_diff(&e1.get(0).unwrap(), &e2.get(1).unwrap()) < 1e-5);
+
+        // A network with cross-attention refuses a condition without words.
+        let bare = Condition::new(&[vec![0.05; 384]], None, 384, &device).unwrap();
+        assert!(model.forward(&x, &t, &bare).is_err());
+    }
+
     #[test]
     fn output_has_input_shape_and_starts_at_zero() {
         let device = Device::Cpu;
@@ -364,7 +723,18 @@ mod tests {
         let model = TinyDit::new(TinyConfig::toy(), vb).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 3, 16, 16), &device).unwrap();
         let t = Tensor::new(&[0.3f32, 0.9], &device).unwrap();
-        let c = Tensor::randn(0f32, 1.0, (2, 384), &device).unwrap();
+        let pooled = vec![vec![0.05f32; 384]; 2];
+        let states = [
+            crate::embed::TokenStates {
+                tokens: 3,
+                values: vec![0.5; 3 * 384],
+            },
+            crate::embed::TokenStates {
+                tokens: 0,
+                values: Vec::new(),
+            },
+        ];
+        let c = Condition::new(&pooled, Some(&states), 384, &device).unwrap();
         let v = model.forward(&x, &t, &c).unwrap();
         assert_eq!(v.dims(), &[2, 3, 16, 16]);
         // adaLN-zero: an untrained network predicts exactly zero.

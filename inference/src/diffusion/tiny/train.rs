@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::data::Generator;
 use super::flow;
-use super::model::{DTYPE, TinyConfig, TinyDit};
-use crate::embed::Embedder;
+use super::model::{Condition, DTYPE, MAX_TEXT_TOKENS, TinyConfig, TinyDit};
+use crate::embed::{Embedder, TokenStates};
 use crate::error::{Error, Result};
 
 /// How to train.
@@ -51,6 +51,9 @@ pub struct TrainOptions {
     pub out_dir: PathBuf,
     /// A checkpoint (or shipped model) directory to continue from.
     pub resume: Option<PathBuf>,
+    /// When resuming a network without cross-attention, add it (new layers whose output
+    /// starts at zero, so the network is unchanged until they learn).
+    pub add_cross_attention: bool,
 }
 
 impl TrainOptions {
@@ -69,6 +72,7 @@ impl TrainOptions {
             checkpoint_every: Duration::from_secs(300),
             out_dir: out_dir.into(),
             resume: None,
+            add_cross_attention: false,
         }
     }
 }
@@ -141,51 +145,78 @@ pub fn batch_tensor(
     Ok((x, captions))
 }
 
-/// Caption embeddings, cached: the caption space repeats often.
+/// Caption embeddings (and token states), cached: the caption space repeats often.
 pub struct EmbeddingCache<'a> {
     embedder: &'a dyn Embedder,
-    cache: HashMap<String, Vec<f32>>,
+    with_tokens: bool,
+    cache: HashMap<String, (Vec<f32>, Option<TokenStates>)>,
 }
 
 impl<'a> EmbeddingCache<'a> {
-    pub fn new(embedder: &'a dyn Embedder) -> Self {
+    /// `with_tokens`: also the per-token states (networks with cross-attention).
+    pub fn new(embedder: &'a dyn Embedder, with_tokens: bool) -> Self {
         EmbeddingCache {
             embedder,
+            with_tokens,
             cache: HashMap::new(),
         }
     }
 
-    /// `[B, dims]` embeddings; captions at `dropped` positions get the empty condition (zeros).
-    pub fn tensor(
+    /// The condition of a batch; captions at `dropped` positions get the empty condition.
+    pub fn condition(
         &mut self,
         captions: &[String],
         dropped: &[bool],
         device: &Device,
-    ) -> Result<Tensor> {
-        let missing: Vec<&str> = captions
+    ) -> Result<Condition> {
+        // ~1.5 KB per caption without token states, ~25 KB with them: a few hundred MB at most.
+        let limit = if self.with_tokens { 20_000 } else { 200_000 };
+        if self.cache.len() + captions.len() > limit {
+            self.cache.clear();
+        }
+        let mut missing: Vec<&str> = captions
             .iter()
             .filter(|c| !self.cache.contains_key(c.as_str()))
             .map(String::as_str)
             .collect();
+        missing.sort_unstable();
+        missing.dedup();
         if !missing.is_empty() {
             let vectors = self.embedder.embed(&missing)?;
-            for (caption, vector) in missing.iter().zip(vectors) {
-                if self.cache.len() > 200_000 {
-                    self.cache.clear();
-                }
-                self.cache.insert((*caption).to_string(), vector);
+            let mut states = if self.with_tokens {
+                self.embedder
+                    .token_states(&missing, MAX_TEXT_TOKENS)?
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            } else {
+                vec![None; missing.len()]
+            };
+            for ((caption, vector), states) in missing.iter().zip(vectors).zip(states.drain(..)) {
+                self.cache.insert((*caption).to_string(), (vector, states));
             }
         }
         let dims = self.embedder.dimensions();
-        let mut data = Vec::with_capacity(captions.len() * dims);
+        let empty = TokenStates {
+            tokens: 0,
+            values: Vec::new(),
+        };
+        let mut pooled = Vec::with_capacity(captions.len());
+        let mut tokens = Vec::with_capacity(captions.len());
         for (caption, drop) in captions.iter().zip(dropped) {
             match (drop, self.cache.get(caption)) {
-                (false, Some(v)) => data.extend_from_slice(v),
-                _ => data.extend(std::iter::repeat_n(0f32, dims)),
+                (false, Some((v, t))) => {
+                    pooled.push(v.clone());
+                    tokens.push(t.clone().unwrap_or_else(|| empty.clone()));
+                }
+                _ => {
+                    pooled.push(vec![0f32; dims]);
+                    tokens.push(empty.clone());
+                }
             }
         }
-        Tensor::from_vec(data, (captions.len(), dims), device)
-            .map_err(Error::candle("assemble embeddings"))
+        let tokens = self.with_tokens.then_some(tokens.as_slice());
+        Condition::new(&pooled, tokens, dims, device).map_err(Error::candle("assemble embeddings"))
     }
 }
 
@@ -248,7 +279,9 @@ pub fn train(
         .map_err(Error::io(format!("creating {}", options.out_dir.display())))?;
     let (config, mut state) = match &options.resume {
         Some(dir) => {
-            let config = read_config(dir)?;
+            let mut config = read_config(dir)?;
+            let upgrade = options.add_cross_attention && !config.cross_attention;
+            config.cross_attention |= options.add_cross_attention;
             let state = match std::fs::read_to_string(dir.join("state.json")) {
                 Ok(text) => {
                     serde_json::from_str::<TrainState>(&text).map_err(|e| Error::Candle {
@@ -258,6 +291,10 @@ pub fn train(
                 }
                 Err(_) => TrainState::fresh(config, options),
             };
+            let state = TrainState { config, ..state };
+            if upgrade {
+                tracing::info!("adding cross-attention to the resumed network");
+            }
             (config, state)
         }
         None => (options.config, TrainState::fresh(options.config, options)),
@@ -271,7 +308,14 @@ pub fn train(
         } else {
             dir.join("ema.safetensors")
         };
-        load_into(&vars, &weights, &device)?;
+        // Layers a resumed network gains keep their fresh initialisation.
+        let gained = |name: &str| {
+            options.add_cross_attention
+                && (name.contains(".cross.")
+                    || name.starts_with("text_tokens.")
+                    || name == "null_token")
+        };
+        load_into(&vars, &weights, &device, gained)?;
         tracing::info!(step = state.step, dir = %dir.display(), "resuming");
     }
     let mut ema: HashMap<String, Tensor> =
@@ -303,7 +347,7 @@ pub fn train(
             field: "image_size",
             reason: format!("{} is outside 8..=1024", config.image_size),
         })?;
-    let mut embeddings = EmbeddingCache::new(embedder);
+    let mut embeddings = EmbeddingCache::new(embedder, config.cross_attention);
     let mut rng =
         ChaCha8Rng::seed_from_u64(state.seed ^ state.step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let checkpoint_dir = options.out_dir.join("checkpoint");
@@ -326,7 +370,7 @@ pub fn train(
         let dropped: Vec<bool> = (0..captions.len())
             .map(|_| rng.random::<f32>() < options.cond_dropout)
             .collect();
-        let cond = embeddings.tensor(&captions, &dropped, &device)?;
+        let cond = embeddings.condition(&captions, &dropped, &device)?;
         let loss =
             flow::loss(&model, &x0, &cond, &mut rng).map_err(Error::candle("compute the loss"))?;
         let since_start = state.step - started_at_step + 1;
@@ -462,8 +506,14 @@ fn write_model(dir: &Path, ema: &HashMap<String, Tensor>, state: &TrainState) ->
     save_json(state, &dir.join("state.json"))
 }
 
-/// Load weights of any float dtype into the (f32) variables of `vars`.
-fn load_into(vars: &VarMap, path: &Path, device: &Device) -> Result<()> {
+/// Load weights of any float dtype into the (f32) variables of `vars`; a variable the file
+/// lacks is an error unless `may_lack(name)`, in which case it keeps its initial value.
+fn load_into(
+    vars: &VarMap,
+    path: &Path,
+    device: &Device,
+    may_lack: impl Fn(&str) -> bool,
+) -> Result<()> {
     let tensors = candle_core::safetensors::load(path, device)
         .map_err(Error::candle("read checkpoint weights"))?;
     let data = vars.data().lock().map_err(|_| Error::Candle {
@@ -471,6 +521,9 @@ fn load_into(vars: &VarMap, path: &Path, device: &Device) -> Result<()> {
         detail: "lock poisoned".into(),
     })?;
     for (name, var) in data.iter() {
+        if !tensors.contains_key(name) && may_lack(name) {
+            continue;
+        }
         let tensor = tensors.get(name).ok_or_else(|| Error::Candle {
             action: "load checkpoint weights",
             detail: format!("{} has no tensor `{name}`", path.display()),
