@@ -220,3 +220,26 @@ async fn a_network_trained_without_cross_attention_gains_it_on_resume() {
         1
     );
 }
+
+/// An embedder that only returns pooled vectors, as a remote API does.
+struct PooledOnly(Arc<MiniLmEmbedder>);
+
+impl Embedder for PooledOnly {
+    fn dimensions(&self) -> usize {
+        self.0.dimensions()
+    }
+    fn embed(&self, texts: &[&str]) -> atelier_inference::Result<Vec<Vec<f32>>> {
+        self.0.embed(texts)
+    }
+}
+
+#[test]
+fn a_cross_attention_network_refuses_an_embedder_without_token_states() {
+    let out = tempfile::tempdir().unwrap();
+    let e = embedder();
+    train(&toy_options(out.path(), 2), e.as_ref(), |_| true).unwrap();
+    let err = TinyGenerator::load(&out.path().join("model"), Arc::new(PooledOnly(e.clone())))
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    assert!(err.to_string().contains("per-token states"), "{err}");
+}
