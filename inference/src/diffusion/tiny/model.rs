@@ -683,17 +683,14 @@ mod tests {
         let short =
             Condition::new(&[vec![0.05; 384]], Some(&[states(2, 4)]), 384, &device).unwrap();
         let long = Condition::new(&[vec![0.02; 384]], Some(&[states(9, 7)]), 384, &device).unwrap();
+        // The same image and time twice, under a joined condition.
+        let (xx, tt) = (Tensor::cat(&[&x, &x], 0).unwrap(), t.repeat(2).unwrap());
+        let twice = |c: &Condition| model.forward(&xx, &tt, c).unwrap();
         let alone = model.forward(&x, &t, &short).unwrap();
         // Joined with a longer caption, the short one is padded with hidden tokens.
         let joined = short.cat(&long).unwrap();
         assert_eq!(joined.tokens.as_ref().unwrap().0.dims(), &[2, 9, 384]);
-        let both = model
-            .forward(
-                &Tensor::cat(&[&x, &x], 0).unwrap(),
-                &t.repeat(2).unwrap(),
-                &joined,
-            )
-            .unwrap();
+        let both = twice(&joined);
         assert!(max_abs_diff(&alone.get(0).unwrap(), &both.get(0).unwrap()) < 1e-5);
         assert!(max_abs_diff(&both.get(0).unwrap(), &both.get(1).unwrap()) > 1e-4);
 
@@ -701,13 +698,7 @@ mod tests {
         let empty = short.empty_like().unwrap();
         let empty_long = long.cat(&empty).unwrap();
         let e1 = model.forward(&x, &t, &empty).unwrap();
-        let e2 = model
-            .forward(
-                &Tensor::cat(&[&x, &x], 0).unwrap(),
-                &t.repeat(2).unwrap(),
-                &empty_long,
-            )
-            .unwrap();
+        let e2 = twice(&empty_long);
         assert!(max_abs_diff(&e1.get(0).unwrap(), &e2.get(1).unwrap()) < 1e-5);
 
         // A network with cross-attention refuses a condition without words.
