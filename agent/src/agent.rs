@@ -33,6 +33,7 @@ use crate::decide::{
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, ImageRef, UserInput};
 use crate::images::{ImageStore, encode_png};
+use crate::present;
 use crate::session::{Candidate, Exchange, Outcome, Phase, Plan, Session, SessionStore};
 
 /// The tools a session can call.
@@ -667,13 +668,24 @@ impl Agent {
             .await?;
         match retrieve_brand_guidelines(ing, &s.tenant, args).await {
             Ok(r) => {
+                // A long section comes back as several passages: name it once, with a count.
+                let mut sections: Vec<(&str, usize)> = Vec::new();
+                for p in &r.passages {
+                    match sections.iter_mut().find(|(c, _)| *c == p.citation) {
+                        Some((_, n)) => *n += 1,
+                        None => sections.push((&p.citation, 1)),
+                    }
+                }
                 let summary = format!(
                     "{}: {} palette colours; passages: {}",
                     r.kit.name,
                     r.kit.palette.len(),
-                    r.passages
+                    sections
                         .iter()
-                        .map(|p| p.citation.as_str())
+                        .map(|(c, n)| match n {
+                            1 => (*c).to_string(),
+                            n => format!("{c} (×{n})"),
+                        })
                         .collect::<Vec<_>>()
                         .join("; ")
                 );
@@ -1127,18 +1139,10 @@ impl Agent {
         if failures.iter().any(|f| f.name == "requested_colours") {
             plan.guidance = (plan.guidance + 1.0).min(12.0);
         }
-        let change = r.change.trim();
         self.emit(
             io,
             AgentEvent::Message {
-                text: format!(
-                    "Refining: {}",
-                    if change.is_empty() {
-                        "a new prompt"
-                    } else {
-                        change
-                    }
-                ),
+                text: present::refine_note(&r.change, &failures, &plan.prompt),
             },
         )
         .await;
@@ -1153,25 +1157,16 @@ impl Agent {
             .ok_or_else(|| Error::Store("present without an image".into()))?;
         let critique = best.critique.clone();
         let passed = critique.as_ref().is_some_and(|c| c.passed);
-        let failures: Vec<_> = critique
-            .as_ref()
-            .map(|c| c.failures().cloned().collect())
-            .unwrap_or_default();
         let applied = s
             .plan
             .as_ref()
             .map(|p| p.guidelines_applied.clone())
             .unwrap_or_default();
+        // The model describes; whether the image passed is stated by `present::compose`.
         let context = json!({
             "brief": s.brief,
             "prompt": best.prompt,
-            "iterations": s.iteration,
-            "images": s.usage.images,
-            "passed": passed,
-            "score": critique.as_ref().map_or(0.0, |c| c.score),
-            "failures": failures,
             "kit": s.kit,
-            "applied": applied,
         });
         let events = io.events.clone();
         let mut sink = move |text: &str| {
@@ -1236,9 +1231,16 @@ impl Agent {
             delivered.extend(more);
         }
         let images = delivered;
+        let text = present::compose(
+            &p.message,
+            &p.alt_text,
+            critique.as_ref(),
+            &s.brief,
+            &best.prompt,
+        );
         let outcome = Outcome {
-            message: p.message.trim().to_string(),
-            alt_text: p.alt_text.trim().to_string(),
+            message: text.message,
+            alt_text: text.alt_text,
             images: images.clone(),
             passed,
         };

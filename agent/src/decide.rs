@@ -130,8 +130,8 @@ pub fn presentation_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
-            "message": {"type": "string", "minLength": 10, "maxLength": 500},
-            "alt_text": {"type": "string", "minLength": 5, "maxLength": 200}
+            "message": {"type": "string", "minLength": 10, "maxLength": crate::present::MESSAGE_LIMIT},
+            "alt_text": {"type": "string", "minLength": 5, "maxLength": crate::present::MAX_ALT_TEXT_CHARS}
         },
         "required": ["message", "alt_text"],
         "additionalProperties": false

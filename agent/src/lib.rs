@@ -7,6 +7,7 @@
 //! - [`event`]: [`AgentEvent`] (out) and [`UserInput`] (in);
 //! - [`decide`]: the structured decisions and their JSON schemas;
 //! - [`prompts`]: the templates of `prompts/agent/`;
+//! - [`present`]: the final message, from the model's description and the critique's outcome;
 //! - [`images`]: where images go ([`ImageStore`]);
 //! - [`testing`]: a scripted [`atelier_inference::llm::ChatModel`] for control-flow tests.
 
@@ -16,6 +17,7 @@ pub mod decide;
 pub mod error;
 pub mod event;
 pub mod images;
+pub mod present;
 pub mod prompts;
 pub mod session;
 pub mod testing;

@@ -154,9 +154,24 @@ async fn real_model_sessions_end_well_formed_and_within_budget() {
                 message,
                 alt_text,
                 images,
+                passed,
                 ..
             } => {
-                assert!(!message.is_empty() && !alt_text.is_empty() && !images.is_empty());
+                eprintln!("  message: {message}\n  alt text: {alt_text}");
+                assert!(!alt_text.is_empty() && !images.is_empty());
+                // The model's description, then the outcome in the agent's words: never a
+                // copied score or a contradicting verdict.
+                let (said, outcome) = message.split_once("\n\n").unwrap();
+                assert!(!said.is_empty() && !said.contains("score"), "{message}");
+                assert_eq!(
+                    outcome.starts_with("It passes every check"),
+                    *passed,
+                    "{message}"
+                );
+                assert!(
+                    !alt_text.contains("score") && !alt_text.contains("check"),
+                    "{alt_text}"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -148,6 +148,36 @@ async fn a_clear_brief_makes_images_without_asking() {
     let kit = s.kit.as_ref().unwrap();
     assert_eq!(kit.name, "Solstice Coffee Roasters");
     assert_eq!(s.passages.len(), 4);
+    // The tool's line names each section once, however many of its passages came back.
+    let retrieved = events
+        .iter()
+        .find_map(|e| match e {
+            AgentEvent::ToolResult { tool, summary, .. } if tool == "retrieve_brand_guidelines" => {
+                Some(summary.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    let named: Vec<&str> = retrieved
+        .split_once("passages: ")
+        .unwrap()
+        .1
+        .split("; ")
+        .map(|c| c.split(" (×").next().unwrap())
+        .collect();
+    let mut unique = named.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(named.len(), unique.len(), "{retrieved}");
+    let counted: usize = retrieved
+        .split("; ")
+        .map(|c| {
+            c.split_once("(×")
+                .map_or(1, |(_, n)| n.trim_end_matches(')').parse().unwrap())
+        })
+        .sum::<usize>()
+        - 1; // the palette part before the passages
+    assert_eq!(counted, s.passages.len(), "{retrieved}");
     let plan_request = &llm.requests()[1];
     let user = &plan_request.messages[1].content;
     assert!(
@@ -175,10 +205,21 @@ async fn a_clear_brief_makes_images_without_asking() {
     assert!(images >= 2);
     match events.last().unwrap() {
         AgentEvent::Final {
-            images, message, ..
+            images,
+            message,
+            passed,
+            ..
         } => {
             assert!(!images.is_empty());
-            assert_eq!(message, "Here is a warm, calm image for your sale.");
+            // The model's words, then the outcome in the agent's.
+            let (said, outcome) = message.split_once("\n\n").unwrap();
+            assert_eq!(said, "Here is a warm, calm image for your sale.");
+            let expected = if *passed {
+                "It passes every check"
+            } else {
+                "It does not pass every check yet: "
+            };
+            assert!(outcome.starts_with(expected), "{message}");
         }
         other => panic!("{other:?}"),
     }
@@ -430,6 +471,67 @@ async fn refinement_stops_at_the_iteration_budget() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A small model copies scores and check details into its final answer and loops on a phrase
+/// (the smoke evaluation of 2026-11-29): the user gets its description once, the outcome of
+/// the checks in the agent's words, and alt text that describes the image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copying_or_looping_final_answer_reaches_the_user_tidied_with_the_true_outcome() {
+    const LOOPING: &str = r#"{"message":"The image shows a warm sunrise. The best image (score 0.67) did NOT pass. The image shows a warm sunrise. The image shows a warm sunrise. The image shows a warm sunr","alt_text":"The image shows a flat field, but it fails the technical check (blockiness 0.7)."}"#;
+    let plan_json = plan(&["Crema"], 1);
+    let llm = ScriptedModel::new(move |decision, _req: &ChatRequest| {
+        Ok(match decision {
+            "understand" => PROCEED.to_string(),
+            "plan" => plan_json.clone(),
+            "refine" => REFINE.to_string(),
+            "present" => LOOPING.to_string(),
+            other => panic!("unexpected decision {other}"),
+        })
+    });
+    let mut cfg = config();
+    cfg.max_iterations = 1;
+    let run = agent(llm.clone(), Arc::new(FlatGenerator), cfg);
+    let mut s = run
+        .agent
+        .start("one", "a sunrise", Some("solstice".into()))
+        .await
+        .unwrap();
+    let events = drive(&run.agent, &mut s, vec![]).await;
+    assert_eq!(s.phase, Phase::Done, "{:?}", s.failure);
+    // The model was not shown the scores it used to copy.
+    let present = llm.requests().last().unwrap().messages[1].content.clone();
+    assert!(
+        !present.contains("blockiness") && !present.contains("did NOT pass"),
+        "{present}"
+    );
+    let AgentEvent::Final {
+        message,
+        alt_text,
+        passed,
+        ..
+    } = events.last().unwrap()
+    else {
+        panic!("{:?}", events.last());
+    };
+    assert!(!passed);
+    let (said, outcome) = message.split_once("\n\n").unwrap();
+    assert_eq!(said, "The image shows a warm sunrise.");
+    assert!(
+        outcome.starts_with("It does not pass every check yet: technical quality ("),
+        "{outcome}"
+    );
+    assert!(
+        !message.contains("score") && !message.contains("NOT pass"),
+        "{message}"
+    );
+    // The alt text was a check report: the image's own prompt describes it instead.
+    assert!(
+        !alt_text.contains("check") && !alt_text.contains("blockiness"),
+        "{alt_text}"
+    );
+    assert!(alt_text.starts_with("A beige background"), "{alt_text}");
+    assert_eq!(s.outcome.as_ref().unwrap().message, *message);
 }
 
 /// With CLIP configured every critique carries an `alignment` check; one that fails sends its

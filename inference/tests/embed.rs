@@ -118,6 +118,56 @@ fn the_engines_give_the_same_vectors() {
     assert!(dot(&a[0], &a[2]) < 0.9);
 }
 
+/// Per-token states agree across engines like the pooled vectors do, and the one-pass
+/// `embed_with_token_states` gives exactly what `embed` and `token_states` give apart.
+#[test]
+fn the_engines_give_the_same_token_states_and_one_pass_equals_two() {
+    let texts = [
+        "a gold circle on navy",
+        "",
+        "sunset over mountains in orange and purple",
+    ];
+    let states: Vec<_> = [
+        EmbedEngine::Llama,
+        EmbedEngine::LlamaQ8,
+        EmbedEngine::Candle,
+    ]
+    .into_iter()
+    .map(|engine| {
+        let e = embedder_on(engine);
+        let apart = (
+            e.embed(&texts).unwrap(),
+            e.token_states(&texts, 64).unwrap(),
+        );
+        let together = e.embed_with_token_states(&texts, 64).unwrap();
+        assert_eq!(apart.1, together.1, "{engine:?}");
+        for (x, y) in apart.0.iter().zip(&together.0) {
+            assert!(dot(x, y) > 0.99999, "{engine:?}: cosine {}", dot(x, y));
+        }
+        together.1
+    })
+    .collect();
+    let (llama, q8, candle) = (&states[0], &states[1], &states[2]);
+    for (t, text) in texts.iter().enumerate() {
+        assert_eq!(llama[t].tokens, candle[t].tokens, "{text}");
+        for row in 0..llama[t].tokens {
+            let r =
+                |s: &atelier_inference::embed::TokenStates| s.values[row * 384..][..384].to_vec();
+            let cos = |a: &[f32], b: &[f32]| dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt());
+            let c = cos(&r(&llama[t]), &r(&candle[t]));
+            assert!(c > 0.999, "{text} token {row}: cosine llama.cpp/candle {c}");
+            let c = cos(&r(&llama[t]), &r(&q8[t]));
+            assert!(c > 0.99, "{text} token {row}: cosine f32/q8_0 {c}");
+        }
+    }
+    // A caption longer than the cut takes the two-pass path and still agrees.
+    let e = embedder_on(EmbedEngine::LlamaQ8);
+    let long = ["a gold circle on navy with confetti"];
+    let (v, s) = e.embed_with_token_states(&long, 3).unwrap();
+    assert_eq!(s[0].tokens, 3);
+    assert_eq!(v, e.embed(&long).unwrap());
+}
+
 #[derive(serde::Deserialize)]
 struct Reference {
     texts: Vec<String>,

@@ -177,17 +177,19 @@ fn minilm_gives_the_state_of_every_word_piece() {
 }
 
 #[tokio::test]
-async fn a_network_trained_without_cross_attention_gains_it_on_resume() {
+async fn a_network_trained_without_cross_attention_or_final_conv_gains_them_on_resume() {
     let out = tempfile::tempdir().unwrap();
     let e = embedder();
     let mut plain = toy_options(out.path(), 20);
     plain.config.cross_attention = false;
+    plain.config.final_conv = false;
     train(&plain, e.as_ref(), |_| true).unwrap();
     let shipped = out.path().join("model");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(shipped.join("config.json")).unwrap())
             .unwrap();
     assert_eq!(config["cross_attention"], false);
+    assert_eq!(config["final_conv"], false);
 
     // Resuming from the shipped directory without the flag keeps the network as it is …
     let next = tempfile::tempdir().unwrap();
@@ -197,14 +199,22 @@ async fn a_network_trained_without_cross_attention_gains_it_on_resume() {
     let config = std::fs::read_to_string(next.path().join("model/config.json")).unwrap();
     assert!(config.contains("\"cross_attention\": false"), "{config}");
 
-    // … and with it, adds cross-attention and goes on from the same step.
+    // … and with the flags, adds cross-attention and the final convolution and goes on from
+    // the same step.
     let upgraded = tempfile::tempdir().unwrap();
     let mut grow = toy_options(upgraded.path(), 25);
     grow.resume = Some(shipped);
     grow.add_cross_attention = true;
+    grow.add_final_conv = true;
     let state = train(&grow, e.as_ref(), |_| true).unwrap();
     assert_eq!(state.step, 25);
-    assert!(state.config.cross_attention);
+    assert!(state.config.cross_attention && state.config.final_conv);
+    let weights = candle_core::safetensors::load(
+        upgraded.path().join("model/model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert!(weights.contains_key("final_conv.weight"));
     let generator = TinyGenerator::load(&upgraded.path().join("model"), e.clone()).unwrap();
     let mut request = ImageRequest::new("a navy background with gold confetti");
     request.width = 64;

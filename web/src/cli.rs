@@ -474,6 +474,10 @@ pub struct TrainTinyArgs {
     /// new cross-attention layers (they start as no-ops, so nothing learned is lost).
     #[arg(long, requires = "resume")]
     pub cross_attention: bool,
+    /// With --resume: give a network trained without it the final 3×3 pixel convolution that
+    /// smooths the seams between patches (it starts as a no-op too).
+    #[arg(long, requires = "resume")]
+    pub final_conv: bool,
 }
 
 #[derive(Debug, Subcommand)]

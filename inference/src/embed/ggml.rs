@@ -7,7 +7,8 @@
 //! on the caller's side, so both engines see identical ids: llama.cpp only runs the network.
 //!
 //! Sequences of a batch are packed back to back without padding (llama.cpp masks attention
-//! between sequences), up to [`UBATCH`] tokens per forward pass.
+//! between sequences), up to [`UBATCH`] tokens per forward pass. The context returns every
+//! token's last hidden state; pooling is the caller's mean.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -298,8 +299,9 @@ impl LlamaBert {
         })
     }
 
-    /// Mean-pooled (not normalised) vectors of token windows, each at most [`UBATCH`] tokens.
-    pub(crate) fn pooled(&self, windows: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>> {
+    /// The last hidden state of every token of each window (each at most [`UBATCH`]
+    /// tokens), `tokens × dimensions` row-major per window, [CLS] and [SEP] included.
+    pub(crate) fn hidden(&self, windows: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.jobs
             .lock()
@@ -308,6 +310,20 @@ impl LlamaBert {
             .map_err(|_| Error::BackendStopped)?;
         rx.recv().map_err(|_| Error::BackendStopped)?
     }
+}
+
+/// The mean of the `rows` rows of a row-major matrix.
+pub(crate) fn mean_rows(values: &[f32], rows: usize) -> Vec<f32> {
+    let dims = values.len() / rows.max(1);
+    let mut mean = vec![0f32; dims];
+    for row in values.chunks_exact(dims.max(1)) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v;
+        }
+    }
+    let n = rows.max(1) as f32;
+    mean.iter_mut().for_each(|m| *m /= n);
+    mean
 }
 
 fn llama_err<E: std::fmt::Display>(action: &'static str) -> impl Fn(E) -> Error {
@@ -331,7 +347,10 @@ fn worker(
         .with_n_threads(threads as i32)
         .with_n_threads_batch(threads as i32)
         .with_embeddings(true)
-        .with_pooling_type(LlamaPoolingType::Mean);
+        // Every token's state comes out; pooling is a mean the caller takes (the same sum
+        // llama.cpp's mean pooling computes), so one pass serves pooled vectors and the token
+        // states atelier-tiny's cross-attention reads.
+        .with_pooling_type(LlamaPoolingType::None);
     let mut ctx = match crate::llm::new_llama_context(model, params) {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -346,7 +365,7 @@ fn worker(
     }
 }
 
-/// Pooled vectors of `windows`, whole windows packed into each forward pass.
+/// Hidden states of `windows`, whole windows packed into each forward pass.
 fn run(
     ctx: &mut LlamaContext<'_>,
     batch: &mut LlamaBatch<'_>,
@@ -382,11 +401,17 @@ fn run(
             }
         }
         ctx.decode(batch).map_err(llama_err("run the BERT model"))?;
-        for seq in 0..end - start {
-            let v = ctx
-                .embeddings_seq_ith(seq as i32)
-                .map_err(llama_err("read pooled embeddings"))?;
-            out.push(v.to_vec());
+        let mut index = 0i32;
+        for window in &windows[start..end] {
+            let mut states = Vec::new();
+            for _ in 0..window.len() {
+                let row = ctx
+                    .embeddings_ith(index)
+                    .map_err(llama_err("read token states"))?;
+                states.extend_from_slice(row);
+                index += 1;
+            }
+            out.push(states);
         }
         start = end;
     }

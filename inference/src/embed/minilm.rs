@@ -1,8 +1,8 @@
 //! all-MiniLM-L6-v2 (BERT): tokenising and windowing here, the network on llama.cpp (default)
 //! or candle.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -54,11 +54,6 @@ pub struct MiniLmEmbedder {
     engine: Engine,
     tokenizer: Tokenizer,
     dims: usize,
-    /// Where the weights are, for [`Embedder::token_states`]: llama.cpp's embedding context
-    /// pools, so per-token states come from candle's BERT, loaded on first use.
-    dir: PathBuf,
-    config: Config,
-    token_model: Mutex<Option<Arc<BertModel>>>,
 }
 
 impl std::fmt::Debug for MiniLmEmbedder {
@@ -119,27 +114,7 @@ impl MiniLmEmbedder {
             engine,
             tokenizer,
             dims: config.hidden_size,
-            dir: dir.to_path_buf(),
-            config,
-            token_model: Mutex::new(None),
         })
-    }
-
-    /// candle's BERT: the engine's own, or one loaded on first use.
-    fn candle_model(&self) -> Result<Arc<BertModel>> {
-        if let Engine::Candle { model, .. } = &self.engine {
-            return Ok(model.clone());
-        }
-        let mut slot = self.token_model.lock().map_err(|_| Error::Candle {
-            action: "load BERT for token states",
-            detail: "lock poisoned".into(),
-        })?;
-        if let Some(model) = slot.as_ref() {
-            return Ok(model.clone());
-        }
-        let model = Arc::new(load_candle_bert(&self.dir, &self.config)?);
-        *slot = Some(model.clone());
-        Ok(model)
     }
 
     /// The engine computing the network.
@@ -193,23 +168,68 @@ impl MiniLmEmbedder {
     }
 
     fn pooled_in_order(&self, windows: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>> {
+        let lengths: Vec<usize> = windows.iter().map(Vec::len).collect();
+        Ok(self
+            .hidden(windows)?
+            .iter()
+            .zip(lengths)
+            .map(|(states, tokens)| ggml::mean_rows(states, tokens))
+            .collect())
+    }
+
+    /// The last hidden state of every token of each window, `tokens × dims` row-major,
+    /// [CLS] and [SEP] included.
+    fn hidden(&self, windows: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>> {
         let (model, device) = match &self.engine {
-            Engine::Llama(bert) => return bert.pooled(windows),
+            Engine::Llama(bert) => return bert.hidden(windows),
             Engine::Candle { model, device } => (model, device),
         };
         let mut out = Vec::with_capacity(windows.len());
         for batch in windows.chunks(BATCH) {
-            let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-                let (hidden, mask) = candle_hidden(model, device, batch)?;
-                let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-                let summed = hidden.broadcast_mul(&m)?.sum(1)?;
-                let counts = m.sum(1)?;
-                summed.broadcast_div(&counts)?.to_vec2::<f32>()
-            };
-            out.extend(run().map_err(Error::candle("run MiniLM"))?);
+            let hidden =
+                candle_hidden(model, device, batch).map_err(Error::candle("run MiniLM"))?;
+            for (i, w) in batch.iter().enumerate() {
+                let values = hidden
+                    .get(i)
+                    .and_then(|h| h.narrow(0, 0, w.len()))
+                    .and_then(|h| h.flatten_all())
+                    .and_then(|h| h.to_vec1::<f32>())
+                    .map_err(Error::candle("read hidden states"))?;
+                out.push(values);
+            }
         }
         Ok(out)
     }
+
+    /// The first window of `text`, cut to `max_tokens` word-pieces (plus [CLS] and [SEP]).
+    fn first_window(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>> {
+        let mut w = self.windows(text)?.swap_remove(0);
+        if w.len() > max_tokens + 2 {
+            let sep = w[w.len() - 1];
+            w.truncate(max_tokens + 1);
+            w.push(sep);
+        }
+        Ok(w)
+    }
+
+    /// Token states of windows' hidden states: the rows between [CLS] and [SEP].
+    fn strip_specials(&self, hidden: &[f32], window: usize) -> TokenStates {
+        let tokens = window.saturating_sub(2);
+        TokenStates {
+            tokens,
+            values: hidden[self.dims..][..tokens * self.dims].to_vec(),
+        }
+    }
+}
+
+fn check_max_tokens(max_tokens: usize) -> Result<()> {
+    if max_tokens == 0 || max_tokens > WINDOW - 2 {
+        return Err(Error::InvalidRequest {
+            field: "max_tokens",
+            reason: format!("{max_tokens} is outside 1..={}", WINDOW - 2),
+        });
+    }
+    Ok(())
 }
 
 fn load_candle_bert(dir: &Path, config: &Config) -> Result<BertModel> {
@@ -220,13 +240,13 @@ fn load_candle_bert(dir: &Path, config: &Config) -> Result<BertModel> {
     BertModel::load(vb, config).map_err(Error::candle("build the BERT model"))
 }
 
-/// Run windows (each `[CLS] … [SEP]`) padded to the longest: hidden states `[B, L, D]` and the
-/// mask `[B, L]` (1 on real tokens).
+/// Run windows (each `[CLS] … [SEP]`) padded to the longest (and masked): hidden states
+/// `[B, L, D]`.
 fn candle_hidden(
     model: &BertModel,
     device: &Device,
     batch: &[Vec<u32>],
-) -> candle_core::Result<(Tensor, Tensor)> {
+) -> candle_core::Result<Tensor> {
     let len = batch.iter().map(Vec::len).max().unwrap_or(2);
     let mut ids = Vec::with_capacity(batch.len() * len);
     let mut mask = Vec::with_capacity(batch.len() * len);
@@ -239,8 +259,7 @@ fn candle_hidden(
     let ids = Tensor::from_vec(ids, (batch.len(), len), device)?;
     let mask = Tensor::from_vec(mask, (batch.len(), len), device)?;
     let types = ids.zeros_like()?;
-    let hidden = model.forward(&ids, &types, Some(&mask))?;
-    Ok((hidden, mask))
+    model.forward(&ids, &types, Some(&mask))
 }
 
 impl Embedder for MiniLmEmbedder {
@@ -280,42 +299,46 @@ impl Embedder for MiniLmEmbedder {
     }
 
     fn token_states(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<TokenStates>> {
-        if max_tokens == 0 || max_tokens > WINDOW - 2 {
-            return Err(Error::InvalidRequest {
-                field: "max_tokens",
-                reason: format!("{max_tokens} is outside 1..={}", WINDOW - 2),
-            });
-        }
+        check_max_tokens(max_tokens)?;
         let windows = texts
             .iter()
-            .map(|text| {
-                let mut w = self.windows(text)?.swap_remove(0);
-                if w.len() > max_tokens + 2 {
-                    let sep = w[w.len() - 1];
-                    w.truncate(max_tokens + 1);
-                    w.push(sep);
-                }
-                Ok(w)
-            })
+            .map(|text| self.first_window(text, max_tokens))
             .collect::<Result<Vec<_>>>()?;
-        let model = self.candle_model()?;
-        let device = Device::Cpu;
-        let mut out = Vec::with_capacity(texts.len());
-        for batch in windows.chunks(BATCH) {
-            let (hidden, _) =
-                candle_hidden(&model, &device, batch).map_err(Error::candle("run MiniLM"))?;
-            for (i, w) in batch.iter().enumerate() {
-                // Without [CLS] and [SEP].
-                let tokens = w.len() - 2;
-                let values = hidden
-                    .get(i)
-                    .and_then(|h| h.narrow(0, 1, tokens))
-                    .and_then(|h| h.flatten_all())
-                    .and_then(|h| h.to_vec1::<f32>())
-                    .map_err(Error::candle("read token states"))?;
-                out.push(TokenStates { tokens, values });
+        let lengths: Vec<usize> = windows.iter().map(Vec::len).collect();
+        let hidden = self.hidden(windows)?;
+        Ok(hidden
+            .iter()
+            .zip(lengths)
+            .map(|(h, len)| self.strip_specials(h, len))
+            .collect())
+    }
+
+    /// One pass for both when every text fits one window of `max_tokens` word-pieces (a
+    /// caption); otherwise [`Embedder::embed`] and [`Embedder::token_states`] separately.
+    fn embed_with_token_states(
+        &self,
+        texts: &[&str],
+        max_tokens: usize,
+    ) -> Result<(Vec<Vec<f32>>, Vec<TokenStates>)> {
+        check_max_tokens(max_tokens)?;
+        let mut windows = Vec::with_capacity(texts.len());
+        for text in texts {
+            let mut w = self.windows(text)?;
+            if w.len() > 1 || w[0].len() > max_tokens + 2 {
+                return Ok((self.embed(texts)?, self.token_states(texts, max_tokens)?));
             }
+            windows.push(w.swap_remove(0));
         }
-        Ok(out)
+        let lengths: Vec<usize> = windows.iter().map(Vec::len).collect();
+        let hidden = self.hidden(windows)?;
+        let mut vectors = Vec::with_capacity(texts.len());
+        let mut states = Vec::with_capacity(texts.len());
+        for (h, len) in hidden.iter().zip(lengths) {
+            let mut v = ggml::mean_rows(h, len);
+            normalise(&mut v);
+            vectors.push(v);
+            states.push(self.strip_specials(h, len));
+        }
+        Ok((vectors, states))
     }
 }

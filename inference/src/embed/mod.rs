@@ -43,6 +43,15 @@ pub trait Embedder: Send + Sync {
             what: "per-token states from an embedder that only returns pooled vectors".into(),
         })
     }
+    /// [`Embedder::embed`] and [`Embedder::token_states`] of the same texts; an embedder that
+    /// computes both in one pass of its network says so by overriding this.
+    fn embed_with_token_states(
+        &self,
+        texts: &[&str],
+        max_tokens: usize,
+    ) -> Result<(Vec<Vec<f32>>, Vec<TokenStates>)> {
+        Ok((self.embed(texts)?, self.token_states(texts, max_tokens)?))
+    }
 }
 
 /// Scale `v` to unit length (a zero vector stays zero).

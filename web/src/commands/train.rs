@@ -57,6 +57,7 @@ pub async fn tiny(settings: &Settings, args: TrainTinyArgs) -> anyhow::Result<()
     options.checkpoint_every = Duration::from_secs_f64(args.checkpoint_minutes * 60.0);
     options.resume = args.resume.clone();
     options.add_cross_attention = args.cross_attention;
+    options.add_final_conv = args.final_conv;
 
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn({

@@ -90,11 +90,13 @@ impl TinyGenerator {
         if let Some(negative) = &request.negative_prompt {
             texts.push(negative.as_str());
         }
-        let vectors = self.embedder.embed(&texts)?;
-        let states = if self.model.config().cross_attention {
-            Some(self.embedder.token_states(&texts, MAX_TEXT_TOKENS)?)
+        let (vectors, states) = if self.model.config().cross_attention {
+            let (vectors, states) = self
+                .embedder
+                .embed_with_token_states(&texts, MAX_TEXT_TOKENS)?;
+            (vectors, Some(states))
         } else {
-            None
+            (self.embedder.embed(&texts)?, None)
         };
         let dims = self.embedder.dimensions();
         let condition = |i: usize| {

@@ -44,6 +44,11 @@ pub struct TinyConfig {
     /// existed.
     #[serde(default)]
     pub cross_attention: bool,
+    /// A 3×3 convolution over the predicted pixels, added to them (U-ViT's final
+    /// convolution): each 4×4 patch is predicted by its own token, and the seams between
+    /// patches showed as a grid of blocks. Absent (false) in configs written before it existed.
+    #[serde(default)]
+    pub final_conv: bool,
 }
 
 /// Word-pieces of a caption the cross-attention sees; the rest of a longer prompt still
@@ -69,6 +74,7 @@ impl TinyConfig {
             cond_dim: 384,
             cond_unit_scale: true,
             cross_attention: true,
+            final_conv: true,
         }
     }
 
@@ -83,6 +89,7 @@ impl TinyConfig {
             cond_dim: 384,
             cond_unit_scale: true,
             cross_attention: true,
+            final_conv: true,
         }
     }
 
@@ -406,6 +413,33 @@ impl Block {
     }
 }
 
+/// U-ViT's final 3×3 convolution, as a residual on the unpatchified prediction: it lets a
+/// pixel's value depend on the neighbouring patches'. Zero-initialised (weight and bias), so a
+/// network trained without it predicts the same until it learns; the image border is padded by
+/// repeating its edge pixels rather than with zeros (which would read as black).
+#[derive(Debug, Clone)]
+struct PixelConv {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl PixelConv {
+    fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(PixelConv {
+            weight: vb.get_with_hints((3, 3, 3, 3), "weight", Init::Const(0.0))?,
+            bias: vb.get_with_hints(3, "bias", Init::Const(0.0))?,
+        })
+    }
+
+    fn forward(&self, v: &Tensor) -> Result<Tensor> {
+        let padded = v.pad_with_same(2, 1, 1)?.pad_with_same(3, 1, 1)?;
+        let conv = padded
+            .conv2d(&self.weight, 0, 1, 1, 1)?
+            .broadcast_add(&self.bias.reshape((1, 3, 1, 1))?)?;
+        v + conv
+    }
+}
+
 /// The velocity-predicting transformer.
 #[derive(Debug, Clone)]
 pub struct TinyDit {
@@ -418,6 +452,7 @@ pub struct TinyDit {
     blocks: Vec<Block>,
     final_ada: Linear,
     final_proj: Linear,
+    final_conv: Option<PixelConv>,
     pos: Tensor,
     cfg: TinyConfig,
 }
@@ -452,6 +487,11 @@ impl TinyDit {
             blocks,
             final_ada: zero_linear(d, 2 * d, vb.pp("final_ada"))?,
             final_proj: zero_linear(d, cfg.patch_values(), vb.pp("final_proj"))?,
+            final_conv: if cfg.final_conv {
+                Some(PixelConv::new(vb.pp("final_conv"))?)
+            } else {
+                None
+            },
             pos: position_embedding(cfg.grid(), d, vb.device())?,
             cfg,
         })
@@ -529,7 +569,11 @@ impl TinyDit {
         let h = self
             .final_proj
             .forward(&modulate(&norm(&h)?, shift, scale)?)?;
-        self.unpatchify(&h)
+        let v = self.unpatchify(&h)?;
+        match &self.final_conv {
+            Some(conv) => conv.forward(&v),
+            None => Ok(v),
+        }
     }
 
     /// Number of parameters.
@@ -666,6 +710,74 @@ mod tests {
             0.0,
             "the second caption's words did not change"
         );
+    }
+
+    #[test]
+    fn the_final_convolution_changes_nothing_until_trained_then_mixes_neighbouring_patches() {
+        let device = Device::Cpu;
+        let plain_cfg = TinyConfig {
+            final_conv: false,
+            ..TinyConfig::toy()
+        };
+        let plain_vars = candle_nn::VarMap::new();
+        let plain = TinyDit::new(
+            plain_cfg,
+            VarBuilder::from_varmap(&plain_vars, DTYPE, &device),
+        )
+        .unwrap();
+        randomise(&plain_vars, 4);
+        let conv_vars = candle_nn::VarMap::new();
+        let conv = TinyDit::new(
+            TinyConfig::toy(),
+            VarBuilder::from_varmap(&conv_vars, DTYPE, &device),
+        )
+        .unwrap();
+        {
+            let from = plain_vars.data().lock().unwrap();
+            let to = conv_vars.data().lock().unwrap();
+            assert!(
+                to.contains_key("final_conv.weight") && !from.contains_key("final_conv.weight")
+            );
+            for (name, var) in from.iter() {
+                to[name].set(var.as_tensor()).unwrap();
+            }
+        }
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 16, 16), &device).unwrap();
+        let t = Tensor::new(&[0.4f32], &device).unwrap();
+        let c = Condition::new(&[vec![0.05; 384]], Some(&[states(3, 2)]), 384, &device).unwrap();
+        let before = plain.forward(&x, &t, &c).unwrap();
+        assert_eq!(
+            max_abs_diff(&before, &conv.forward(&x, &t, &c).unwrap()),
+            0.0
+        );
+
+        // A trained kernel that averages each pixel with its right neighbour: the last column
+        // of patch 0 (x = 3) now depends on the first column of patch 1 (x = 4).
+        let mut k = vec![0f32; 3 * 3 * 3 * 3];
+        for ch in 0..3 {
+            k[((ch * 3 + ch) * 3 + 1) * 3 + 2] = 0.5; // out ch, in ch, row 1, column 2
+        }
+        conv_vars.data().lock().unwrap()["final_conv.weight"]
+            .set(&Tensor::from_vec(k, (3, 3, 3, 3), &device).unwrap())
+            .unwrap();
+        let after = conv.forward(&x, &t, &c).unwrap();
+        let at = |v: &Tensor, col: usize| -> f32 {
+            v.get(0)
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .get(5)
+                .unwrap()
+                .get(col)
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        let expected = at(&before, 3) + 0.5 * at(&before, 4);
+        assert!((at(&after, 3) - expected).abs() < 1e-5);
+        // At the border the edge pixel is its own neighbour.
+        let edge = at(&before, 15) * 1.5;
+        assert!((at(&after, 15) - edge).abs() < 1e-5);
     }
 
     #[test]

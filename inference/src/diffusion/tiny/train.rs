@@ -54,6 +54,9 @@ pub struct TrainOptions {
     /// When resuming a network without cross-attention, add it (new layers whose output
     /// starts at zero, so the network is unchanged until they learn).
     pub add_cross_attention: bool,
+    /// When resuming a network without the final pixel convolution, add it (zero-initialised
+    /// likewise).
+    pub add_final_conv: bool,
 }
 
 impl TrainOptions {
@@ -73,6 +76,7 @@ impl TrainOptions {
             out_dir: out_dir.into(),
             resume: None,
             add_cross_attention: false,
+            add_final_conv: false,
         }
     }
 }
@@ -182,17 +186,15 @@ impl<'a> EmbeddingCache<'a> {
         missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() {
-            let vectors = self.embedder.embed(&missing)?;
-            let mut states = if self.with_tokens {
-                self.embedder
-                    .token_states(&missing, MAX_TEXT_TOKENS)?
-                    .into_iter()
-                    .map(Some)
-                    .collect()
+            let (vectors, states): (_, Vec<Option<TokenStates>>) = if self.with_tokens {
+                let (vectors, states) = self
+                    .embedder
+                    .embed_with_token_states(&missing, MAX_TEXT_TOKENS)?;
+                (vectors, states.into_iter().map(Some).collect())
             } else {
-                vec![None; missing.len()]
+                (self.embedder.embed(&missing)?, vec![None; missing.len()])
             };
-            for ((caption, vector), states) in missing.iter().zip(vectors).zip(states.drain(..)) {
+            for ((caption, vector), states) in missing.iter().zip(vectors).zip(states) {
                 self.cache.insert((*caption).to_string(), (vector, states));
             }
         }
@@ -281,7 +283,9 @@ pub fn train(
         Some(dir) => {
             let mut config = read_config(dir)?;
             let upgrade = options.add_cross_attention && !config.cross_attention;
+            let add_conv = options.add_final_conv && !config.final_conv;
             config.cross_attention |= options.add_cross_attention;
+            config.final_conv |= options.add_final_conv;
             let state = match std::fs::read_to_string(dir.join("state.json")) {
                 Ok(text) => {
                     serde_json::from_str::<TrainState>(&text).map_err(|e| Error::Candle {
@@ -294,6 +298,9 @@ pub fn train(
             let state = TrainState { config, ..state };
             if upgrade {
                 tracing::info!("adding cross-attention to the resumed network");
+            }
+            if add_conv {
+                tracing::info!("adding the final pixel convolution to the resumed network");
             }
             (config, state)
         }
@@ -310,10 +317,11 @@ pub fn train(
         };
         // Layers a resumed network gains keep their fresh initialisation.
         let gained = |name: &str| {
-            options.add_cross_attention
+            (options.add_cross_attention
                 && (name.contains(".cross.")
                     || name.starts_with("text_tokens.")
-                    || name == "null_token")
+                    || name == "null_token"))
+                || (options.add_final_conv && name.starts_with("final_conv."))
         };
         load_into(&vars, &weights, &device, gained)?;
         tracing::info!(step = state.step, dir = %dir.display(), "resuming");

@@ -1,0 +1,569 @@
+//! What the user reads of the model's words: the final message, put together from the model's
+//! description and the facts the agent knows, and the note of each refinement round.
+//!
+//! A small model asked to report on its work copies what it is shown: the image prompt, the
+//! scores, the failing checks' raw details, and sometimes loops on a phrase until its token
+//! budget ends (the smoke evaluation of 2026-11-29 delivered "The image shows Volt Teal,
+//! Midnight, Signal Yellow." four times in one message, and alt texts that listed check
+//! failures). So the model only describes the image; whether it passed, and which checks it
+//! still fails, is written here from the critique, and the model's prose is tidied first:
+//! repeated sentences, sentences about checks or scores, a sentence cut off by the length limit
+//! and characters of a script the brief does not use are dropped.
+
+use atelier_tools::critique::{Check, Critique};
+
+/// At most this many sentences of the model's message are kept.
+pub const MAX_MESSAGE_SENTENCES: usize = 3;
+/// Longest `message` the model may write (the decision's schema).
+pub const MESSAGE_LIMIT: usize = 500;
+/// Alt text: one sentence of at most this many characters (also the schema's limit).
+pub const MAX_ALT_TEXT_CHARS: usize = 200;
+
+/// Words that mark a sentence as a report on checks rather than a description: the agent
+/// states the outcome itself, so such sentences could only repeat or contradict it.
+const REPORT_WORDS: &[&str] = &[
+    "score",
+    "scores",
+    "scored",
+    "pass",
+    "passes",
+    "passed",
+    "passing",
+    "fail",
+    "fails",
+    "failed",
+    "failing",
+    "check",
+    "checks",
+    "blockiness",
+    "iteration",
+    "iterations",
+];
+/// The same for phrases with punctuation or spaces.
+const REPORT_PHRASES: &[&str] = &["δe", "delta e", "brand:", "voice:", "prompt used"];
+
+/// Alt-text openings that tell a screen-reader user nothing (they know it is an image).
+const ALT_OPENINGS: &[&str] = &[
+    "the image shows ",
+    "this image shows ",
+    "the image depicts ",
+    "this image depicts ",
+    "an image of ",
+    "image of ",
+    "a picture of ",
+];
+
+/// What the user reads at the end: the model's description, then the outcome of the checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalText {
+    pub message: String,
+    pub alt_text: String,
+}
+
+/// Compose the final message and alt text from the model's `message` and `alt_text`, the
+/// chosen image's `critique`, the `brief` and the image `prompt` (fallbacks when nothing of
+/// the model's words survives).
+pub fn compose(
+    message: &str,
+    alt_text: &str,
+    critique: Option<&Critique>,
+    brief: &str,
+    prompt: &str,
+) -> FinalText {
+    let keep_cjk = has_cjk(brief);
+    let described = tidy(message, MAX_MESSAGE_SENTENCES, MESSAGE_LIMIT, keep_cjk);
+    let described = if described.is_empty() {
+        format!(
+            "Here is what I made for “{}”.",
+            clip_words(brief.trim(), 80)
+        )
+    } else {
+        described
+    };
+    let alt = tidy(alt_text, 1, MAX_ALT_TEXT_CHARS, keep_cjk);
+    let alt = strip_opening(&alt);
+    let alt = if alt.is_empty() {
+        sentence_from_prompt(prompt)
+    } else {
+        alt
+    };
+    FinalText {
+        message: format!("{described}\n\n{}", outcome(critique)),
+        alt_text: clip_sentence(&alt, MAX_ALT_TEXT_CHARS),
+    }
+}
+
+/// The checks' outcome in a sentence or two: which passed or which still fail, and which
+/// could not be measured.
+pub fn outcome(critique: Option<&Critique>) -> String {
+    let Some(c) = critique else {
+        return "It has not been checked.".to_string();
+    };
+    let named = |checks: &mut dyn Iterator<Item = &Check>| -> Vec<String> {
+        checks
+            .map(|f| {
+                let detail = clip_words(f.detail.split(';').next().unwrap_or("").trim(), 90);
+                if f.passed || detail.is_empty() {
+                    human_name(&f.name).to_string()
+                } else {
+                    format!("{} ({detail})", human_name(&f.name))
+                }
+            })
+            .collect()
+    };
+    let mut text = if c.passed {
+        format!(
+            "It passes every check: {}.",
+            named(&mut c.checks.iter()).join(", ")
+        )
+    } else {
+        format!(
+            "It does not pass every check yet: {}. It is the best of what I made within the budget.",
+            named(&mut c.failures()).join("; ")
+        )
+    };
+    if !c.not_measured.is_empty() {
+        let unmeasured: Vec<String> = c
+            .not_measured
+            .iter()
+            .map(|n| format!("{} ({})", human_name(&n.name), clip_words(&n.reason, 90)))
+            .collect();
+        text.push_str(&format!(" Not measured: {}.", unmeasured.join("; ")));
+    }
+    text
+}
+
+/// The progress line of a refinement round: which checks it answers, and the model's `change`
+/// (one sentence, tidied like the final message) or, when that is empty or only echoes the
+/// request for it, the new `prompt`.
+pub fn refine_note(change: &str, failures: &[Check], prompt: &str) -> String {
+    let change = tidy(change, 1, 200, true);
+    let lower = change.to_lowercase();
+    let echo = [
+        "what you changed",
+        "and why",
+        "the new `prompt`",
+        "at most 30 words",
+    ]
+    .iter()
+    .any(|p| lower.contains(p));
+    let what = if change.is_empty() || echo {
+        format!("new prompt “{}”.", clip_words(prompt, 160))
+    } else {
+        change
+    };
+    if failures.is_empty() {
+        return format!("Refining: {what}");
+    }
+    let mut names: Vec<&str> = failures.iter().map(|f| human_name(&f.name)).collect();
+    names.dedup();
+    format!("Refining for {}: {what}", names.join(", "))
+}
+
+/// The name of a check in plain words.
+fn human_name(check: &str) -> &str {
+    match check {
+        "technical" => "technical quality",
+        "requested_colours" => "requested colours",
+        "brand_palette" => "brand palette",
+        "forbidden_colours" => "colours the brand forbids",
+        "alignment" => "match with the brief",
+        "size" => "channel size",
+        "layout" => "headline layout",
+        "safety" => "safety",
+        other => other,
+    }
+}
+
+/// Whether a sentence reports on checks or scores.
+fn is_report(sentence: &str) -> bool {
+    let lower = sentence.to_lowercase();
+    REPORT_PHRASES.iter().any(|p| lower.contains(p))
+        || lower
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| REPORT_WORDS.contains(&w))
+}
+
+/// The model's prose without repeats, reports on checks, stray scripts or a cut-off ending,
+/// at most `max` sentences. `limit` is the length the model's answer was held to: an
+/// unfinished sentence that reaches it was cut off, one that stops short only lacks its full
+/// stop.
+fn tidy(text: &str, max: usize, limit: usize, keep_cjk: bool) -> String {
+    let cut_off = text.chars().count() + 5 >= limit;
+    let text: String = if keep_cjk {
+        text.to_string()
+    } else {
+        text.chars().filter(|c| !is_cjk(*c)).collect()
+    };
+    let text = tighten(&text);
+    let mut seen: Vec<String> = Vec::new();
+    let mut kept: Vec<String> = Vec::new();
+    let sentences = sentences(&text);
+    let complete = sentences.iter().filter(|(_, ended)| *ended).count();
+    for (sentence, ended) in sentences {
+        let sentence = sentence
+            .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ':' | '.'))
+            .trim();
+        let key = normalise(sentence);
+        if key.len() < 3 {
+            continue;
+        }
+        // A repeat, or the unfinished start of one (a loop cut short).
+        let repeat = seen.contains(&key) || (!ended && seen.iter().any(|k| k.starts_with(&key)));
+        if is_report(sentence) || repeat {
+            continue;
+        }
+        seen.push(key);
+        let sentence = if ended {
+            sentence.to_string()
+        } else if !cut_off {
+            format!(
+                "{}.",
+                sentence.trim_end_matches(|c: char| !c.is_alphanumeric())
+            )
+        } else if complete > 0 {
+            // Cut off by the length limit after complete sentences: drop the stump.
+            continue;
+        } else {
+            // The only sentence, cut off: end it at its last whole clause or word.
+            end_cut_sentence(sentence)
+        };
+        if !sentence.is_empty() {
+            kept.push(capitalise(&sentence));
+        }
+        if kept.len() == max {
+            break;
+        }
+    }
+    kept.join(" ")
+}
+
+/// Single spaces, none before punctuation (left where characters were removed).
+fn tighten(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        let glued = word.starts_with(['.', ',', ';', ':', '!', '?']);
+        if !out.is_empty() && !glued {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// Split into sentences, each with whether it ended with its own punctuation.
+fn sentences(text: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        current.push(c);
+        let terminal = matches!(c, '.' | '!' | '?' | '。' | '！' | '？');
+        if terminal && chars.peek().is_none_or(|n| n.is_whitespace() || *n == ',') {
+            out.push((std::mem::take(&mut current), true));
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push((current, false));
+    }
+    out
+}
+
+/// A sentence cut off mid-way, ended at its last comma (if that keeps most of it) or word.
+fn end_cut_sentence(sentence: &str) -> String {
+    let cut = match sentence.rfind(',') {
+        Some(i) if i > sentence.len() / 2 => &sentence[..i],
+        _ => sentence.rfind(' ').map_or(sentence, |i| &sentence[..i]),
+    };
+    let cut = cut.trim_end_matches(|c: char| !c.is_alphanumeric());
+    if cut.is_empty() {
+        String::new()
+    } else {
+        format!("{cut}.")
+    }
+}
+
+fn strip_opening(alt: &str) -> String {
+    let lower = alt.to_lowercase();
+    for opening in ALT_OPENINGS {
+        if lower.starts_with(opening) && alt.is_char_boundary(opening.len()) {
+            return capitalise(&alt[opening.len()..]);
+        }
+    }
+    alt.to_string()
+}
+
+/// Alt text when the model gave none worth keeping: the image prompt's first clause.
+fn sentence_from_prompt(prompt: &str) -> String {
+    let first = prompt.split([',', ';', '.']).next().unwrap_or("").trim();
+    if first.is_empty() {
+        return "A generated image.".to_string();
+    }
+    format!(
+        "{}.",
+        capitalise(&clip_words(first, MAX_ALT_TEXT_CHARS - 1))
+    )
+}
+
+/// At most `max` characters, cut at a word and ended with “…” when cut.
+fn clip_words(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max.saturating_sub(1)).collect();
+    let head = match head.rfind(' ') {
+        Some(i) if i > 0 => &head[..i],
+        _ => head.as_str(),
+    };
+    format!("{}…", head.trim_end_matches(|c: char| !c.is_alphanumeric()))
+}
+
+/// A sentence of at most `max` characters, still ending with punctuation.
+fn clip_sentence(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max).collect();
+    end_cut_sentence(&head)
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Letters and digits only, lower case: two sentences that differ in spacing or punctuation
+/// are the same sentence.
+fn normalise(sentence: &str) -> String {
+    sentence
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3000..=0x303F   // CJK punctuation
+        | 0x3040..=0x30FF // kana
+        | 0x3400..=0x4DBF // CJK extension A
+        | 0x4E00..=0x9FFF // CJK unified ideographs
+        | 0xAC00..=0xD7AF // Hangul
+        | 0xFF00..=0xFFEF // full-width forms
+    )
+}
+
+fn has_cjk(text: &str) -> bool {
+    text.chars().any(is_cjk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atelier_tools::critique::NotMeasured;
+
+    fn check(name: &str, passed: bool, detail: &str) -> Check {
+        Check {
+            name: name.into(),
+            passed,
+            score: if passed { 1.0 } else { 0.2 },
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn critique(checks: Vec<Check>, not_measured: Vec<NotMeasured>) -> Critique {
+        Critique {
+            passed: checks.iter().all(|c| c.passed),
+            score: 0.5,
+            checks,
+            not_measured,
+            quality: atelier_inference::vision::quality::measure(&image::RgbImage::new(8, 8)),
+        }
+    }
+
+    fn passing() -> Critique {
+        critique(
+            vec![
+                check("technical", true, "sharp"),
+                check("brand_palette", true, "90% on palette"),
+                check("safety", true, "safe"),
+            ],
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn a_looping_message_keeps_each_sentence_once() {
+        // The smoke evaluation's voltline case, as the model wrote it.
+        let looped = "The image shows a bright and clean Voltline scooter parked on a city street at night, rider wearing a helmet. The colors are Volt Teal, Midnight, Signal Yellow. The image shows Volt Teal, Midnight, Signal Yellow., teal background with navy and yellow. The image shows Volt Teal, Midnight, Signal Yellow., teal background with navy and yellow. The image shows Volt Teal, Midnight, Signal Yellow., teal backgrou";
+        let text = compose(
+            looped,
+            "A scooter.",
+            Some(&passing()),
+            "a scooter at night",
+            "",
+        );
+        let (described, outcome) = text.message.split_once("\n\n").unwrap();
+        assert_eq!(
+            described,
+            "The image shows a bright and clean Voltline scooter parked on a city street at night, rider wearing a helmet. The colors are Volt Teal, Midnight, Signal Yellow. The image shows Volt Teal, Midnight, Signal Yellow."
+        );
+        assert_eq!(
+            outcome,
+            "It passes every check: technical quality, brand palette, safety."
+        );
+    }
+
+    #[test]
+    fn copied_check_reports_are_replaced_by_the_agents_own_outcome() {
+        let copied = "The best image (score 0.96) did NOT pass. It still fails: technical (a visible grid of 32 px tiles (blockiness 0.7)). Brand: Solstice Coffee Roasters; voice: warm, unhurried.";
+        let failing = critique(
+            vec![
+                check(
+                    "technical",
+                    false,
+                    "a visible grid of 32 px tiles (blockiness 0.7)",
+                ),
+                check("safety", true, "safe"),
+                check(
+                    "brand_palette",
+                    false,
+                    "14% of the image in Voltline's palette; 22% of the image is ΔE 23 from the nearest palette colour (Signal Yellow)",
+                ),
+            ],
+            vec![NotMeasured {
+                name: "alignment".into(),
+                reason: "no CLIP model is configured".into(),
+            }],
+        );
+        let text = compose(
+            copied,
+            "The image shows a green coffee mug on white, but it fails the technical check.",
+            Some(&failing),
+            "Something nice for autumn",
+            "a green coffee mug, white background",
+        );
+        assert_eq!(
+            text.message,
+            "Here is what I made for “Something nice for autumn”.\n\nIt does not pass every check yet: technical quality (a visible grid of 32 px tiles (blockiness 0.7)); brand palette (14% of the image in Voltline's palette). It is the best of what I made within the budget. Not measured: match with the brief (no CLIP model is configured)."
+        );
+        // The alt text said nothing but a check report: the prompt describes the image instead.
+        assert_eq!(text.alt_text, "A green coffee mug.");
+        assert_eq!(outcome(None), "It has not been checked.");
+    }
+
+    #[test]
+    fn a_cut_off_alt_text_ends_at_a_clause_without_its_opening() {
+        let cut = "The image shows a tall glass with a sun behind it, a sun low in the sky behind it, a cup on a wooden table by a window, hands around a ceramic mug, steam catching the first light, a pour-over cone mid";
+        let text = compose(
+            "A glass of iced coffee in the sun.",
+            cut,
+            None,
+            "iced coffee",
+            "",
+        );
+        assert_eq!(
+            text.alt_text,
+            "A tall glass with a sun behind it, a sun low in the sky behind it, a cup on a wooden table by a window, hands around a ceramic mug, steam catching the first light."
+        );
+    }
+
+    #[test]
+    fn stray_characters_of_another_script_go_unless_the_brief_uses_it() {
+        let text = compose(
+            "A gold banner 金色.",
+            "A gold banner on navy 金色",
+            None,
+            "a gold banner",
+            "",
+        );
+        assert!(
+            text.message.starts_with("A gold banner.\n\n"),
+            "{}",
+            text.message
+        );
+        assert_eq!(text.alt_text, "A gold banner on navy.");
+        let text = compose("金色的横幅。", "金色的横幅", None, "金色的横幅", "");
+        assert!(
+            text.message.starts_with("金色的横幅。\n\n"),
+            "{}",
+            text.message
+        );
+    }
+
+    #[test]
+    fn a_good_answer_passes_through_with_the_outcome_after_it() {
+        let text = compose(
+            "Here is a warm, calm image for your sale. Enjoy!",
+            "An orange circle on a cream ground.",
+            Some(&passing()),
+            "summer sale",
+            "an orange circle",
+        );
+        assert_eq!(
+            text.message,
+            "Here is a warm, calm image for your sale. Enjoy!\n\nIt passes every check: technical quality, brand palette, safety."
+        );
+        assert_eq!(text.alt_text, "An orange circle on a cream ground.");
+        // Words that merely contain a report word stay ("passenger", "checkered").
+        let text = compose("A checkered flag for every passenger.", "x", None, "b", "");
+        assert!(
+            text.message
+                .starts_with("A checkered flag for every passenger.")
+        );
+    }
+
+    #[test]
+    fn a_refinement_note_names_the_checks_and_never_echoes_its_instruction() {
+        let failures = [
+            check("technical", false, "a grid"),
+            check("requested_colours", false, "missing navy"),
+        ];
+        assert_eq!(
+            refine_note(
+                "named the ground colour first",
+                &failures,
+                "navy ground, gold circle"
+            ),
+            "Refining for technical quality, requested colours: Named the ground colour first."
+        );
+        assert_eq!(
+            refine_note(
+                "say what you changed and why",
+                &failures[..1],
+                "navy ground, gold circle"
+            ),
+            "Refining for technical quality: new prompt “navy ground, gold circle”."
+        );
+        assert_eq!(
+            refine_note("", &[], "a cup"),
+            "Refining: new prompt “a cup”."
+        );
+    }
+
+    #[test]
+    fn at_most_three_sentences_and_a_short_alt_text() {
+        let text = compose(
+            "One. Two. Three. Four. Five.",
+            &"word ".repeat(80),
+            None,
+            "b",
+            "",
+        );
+        assert!(
+            text.message.starts_with("One. Two. Three.\n\n"),
+            "{}",
+            text.message
+        );
+        assert!(
+            text.alt_text.chars().count() <= MAX_ALT_TEXT_CHARS,
+            "{}",
+            text.alt_text
+        );
+        assert!(text.alt_text.ends_with("word."));
+    }
+}
