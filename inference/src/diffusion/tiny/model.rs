@@ -657,6 +657,36 @@ mod tests {
             .unwrap()
     }
 
+    /// A "trained" network of `plain` shapes (seeded random weights), and the toy network
+    /// grown from it: the same weights, plus fresh layers whose names contain `gained`.
+    fn grown_from(
+        plain: TinyConfig,
+        seed: u64,
+        gained: &str,
+    ) -> (TinyDit, TinyDit, candle_nn::VarMap) {
+        let device = Device::Cpu;
+        let plain_vars = candle_nn::VarMap::new();
+        let plain =
+            TinyDit::new(plain, VarBuilder::from_varmap(&plain_vars, DTYPE, &device)).unwrap();
+        randomise(&plain_vars, seed);
+        let grown_vars = candle_nn::VarMap::new();
+        let grown = TinyDit::new(
+            TinyConfig::toy(),
+            VarBuilder::from_varmap(&grown_vars, DTYPE, &device),
+        )
+        .unwrap();
+        {
+            let from = plain_vars.data().lock().unwrap();
+            let to = grown_vars.data().lock().unwrap();
+            assert!(to.keys().any(|k| k.contains(gained)));
+            assert!(!from.keys().any(|k| k.contains(gained)));
+            for (name, var) in from.iter() {
+                to[name].set(var.as_tensor()).unwrap();
+            }
+        }
+        (plain, grown, grown_vars)
+    }
+
     #[test]
     fn adding_cross_attention_changes_nothing_until_it_is_trained() {
         let device = Device::Cpu;
@@ -664,29 +694,8 @@ mod tests {
             cross_attention: false,
             ..TinyConfig::toy()
         };
-        let plain_vars = candle_nn::VarMap::new();
-        let plain = TinyDit::new(
-            plain_cfg,
-            VarBuilder::from_varmap(&plain_vars, DTYPE, &device),
-        )
-        .unwrap();
-        randomise(&plain_vars, 1);
-
         // The same weights in a network with cross-attention (its own layers are new).
-        let cross_vars = candle_nn::VarMap::new();
-        let cross = TinyDit::new(
-            TinyConfig::toy(),
-            VarBuilder::from_varmap(&cross_vars, DTYPE, &device),
-        )
-        .unwrap();
-        {
-            let from = plain_vars.data().lock().unwrap();
-            let to = cross_vars.data().lock().unwrap();
-            assert!(to.keys().any(|k| k.contains(".cross.")));
-            for (name, var) in from.iter() {
-                to[name].set(var.as_tensor()).unwrap();
-            }
-        }
+        let (plain, cross, cross_vars) = grown_from(plain_cfg, 1, ".cross.");
         let x = Tensor::randn(0f32, 1.0, (2, 3, 16, 16), &device).unwrap();
         let t = Tensor::new(&[0.3f32, 0.9], &device).unwrap();
         let pooled = vec![vec![0.05f32; 384], vec![-0.05; 384]];
@@ -719,29 +728,7 @@ mod tests {
             final_conv: false,
             ..TinyConfig::toy()
         };
-        let plain_vars = candle_nn::VarMap::new();
-        let plain = TinyDit::new(
-            plain_cfg,
-            VarBuilder::from_varmap(&plain_vars, DTYPE, &device),
-        )
-        .unwrap();
-        randomise(&plain_vars, 4);
-        let conv_vars = candle_nn::VarMap::new();
-        let conv = TinyDit::new(
-            TinyConfig::toy(),
-            VarBuilder::from_varmap(&conv_vars, DTYPE, &device),
-        )
-        .unwrap();
-        {
-            let from = plain_vars.data().lock().unwrap();
-            let to = conv_vars.data().lock().unwrap();
-            assert!(
-                to.contains_key("final_conv.weight") && !from.contains_key("final_conv.weight")
-            );
-            for (name, var) in from.iter() {
-                to[name].set(var.as_tensor()).unwrap();
-            }
-        }
+        let (plain, conv, conv_vars) = grown_from(plain_cfg, 4, "final_conv.");
         let x = Tensor::randn(0f32, 1.0, (1, 3, 16, 16), &device).unwrap();
         let t = Tensor::new(&[0.4f32], &device).unwrap();
         let c = Condition::new(&[vec![0.05; 384]], Some(&[states(3, 2)]), 384, &device).unwrap();
