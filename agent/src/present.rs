@@ -126,7 +126,12 @@ pub fn outcome(critique: Option<&Critique>) -> String {
         let unmeasured: Vec<String> = c
             .not_measured
             .iter()
-            .map(|n| format!("{} ({})", human_name(&n.name), clip_words(&n.reason, 90)))
+            .map(|n| {
+                // The reason's first clause: its parenthesis says how to configure it, which
+                // is for the operator's docs, not the user.
+                let reason = n.reason.split([';', '(']).next().unwrap_or("").trim();
+                format!("{} ({})", human_name(&n.name), clip_words(reason, 90))
+            })
             .collect();
         text.push_str(&format!(" Not measured: {}.", unmeasured.join("; ")));
     }
@@ -437,7 +442,8 @@ mod tests {
             ],
             vec![NotMeasured {
                 name: "alignment".into(),
-                reason: "no CLIP model is configured".into(),
+                reason: "no CLIP weights are configured (set `critique.clip` to a directory)"
+                    .into(),
             }],
         );
         let text = compose(
@@ -449,7 +455,7 @@ mod tests {
         );
         assert_eq!(
             text.message,
-            "Here is what I made for “Something nice for autumn”.\n\nIt does not pass every check yet: technical quality (a visible grid of 32 px tiles (blockiness 0.7)); brand palette (14% of the image in Voltline's palette). It is the best of what I made within the budget. Not measured: match with the brief (no CLIP model is configured)."
+            "Here is what I made for “Something nice for autumn”.\n\nIt does not pass every check yet: technical quality (a visible grid of 32 px tiles (blockiness 0.7)); brand palette (14% of the image in Voltline's palette). It is the best of what I made within the budget. Not measured: match with the brief (no CLIP weights are configured)."
         );
         // The alt text said nothing but a check report: the prompt describes the image instead.
         assert_eq!(text.alt_text, "A green coffee mug.");
