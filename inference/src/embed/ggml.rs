@@ -312,20 +312,6 @@ impl LlamaBert {
     }
 }
 
-/// The mean of the `rows` rows of a row-major matrix.
-pub(crate) fn mean_rows(values: &[f32], rows: usize) -> Vec<f32> {
-    let dims = values.len() / rows.max(1);
-    let mut mean = vec![0f32; dims];
-    for row in values.chunks_exact(dims.max(1)) {
-        for (m, v) in mean.iter_mut().zip(row) {
-            *m += v;
-        }
-    }
-    let n = rows.max(1) as f32;
-    mean.iter_mut().for_each(|m| *m /= n);
-    mean
-}
-
 fn llama_err<E: std::fmt::Display>(action: &'static str) -> impl Fn(E) -> Error {
     move |e| Error::Llama {
         action,

@@ -10,7 +10,7 @@ use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::Tokenizer;
 
 use super::ggml::{self, LlamaBert};
-use super::{Embedder, TokenStates, normalise};
+use super::{Embedder, TokenStates, mean_pool, normalise};
 use crate::error::{Error, Result};
 
 /// Tokens per window; sentence-transformers uses the same limit for this model.
@@ -168,12 +168,10 @@ impl MiniLmEmbedder {
     }
 
     fn pooled_in_order(&self, windows: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>> {
-        let lengths: Vec<usize> = windows.iter().map(Vec::len).collect();
         Ok(self
             .hidden(windows)?
             .iter()
-            .zip(lengths)
-            .map(|(states, tokens)| ggml::mean_rows(states, tokens))
+            .map(|states| mean_pool(states, self.dims))
             .collect())
     }
 
@@ -212,9 +210,9 @@ impl MiniLmEmbedder {
         Ok(w)
     }
 
-    /// Token states of windows' hidden states: the rows between [CLS] and [SEP].
-    fn strip_specials(&self, hidden: &[f32], window: usize) -> TokenStates {
-        let tokens = window.saturating_sub(2);
+    /// Token states of a window's hidden states: the rows between [CLS] and [SEP].
+    fn strip_specials(&self, hidden: &[f32]) -> TokenStates {
+        let tokens = (hidden.len() / self.dims).saturating_sub(2);
         TokenStates {
             tokens,
             values: hidden[self.dims..][..tokens * self.dims].to_vec(),
@@ -304,12 +302,10 @@ impl Embedder for MiniLmEmbedder {
             .iter()
             .map(|text| self.first_window(text, max_tokens))
             .collect::<Result<Vec<_>>>()?;
-        let lengths: Vec<usize> = windows.iter().map(Vec::len).collect();
-        let hidden = self.hidden(windows)?;
-        Ok(hidden
+        Ok(self
+            .hidden(windows)?
             .iter()
-            .zip(lengths)
-            .map(|(h, len)| self.strip_specials(h, len))
+            .map(|h| self.strip_specials(h))
             .collect())
     }
 
@@ -329,15 +325,14 @@ impl Embedder for MiniLmEmbedder {
             }
             windows.push(w.swap_remove(0));
         }
-        let lengths: Vec<usize> = windows.iter().map(Vec::len).collect();
         let hidden = self.hidden(windows)?;
         let mut vectors = Vec::with_capacity(texts.len());
         let mut states = Vec::with_capacity(texts.len());
-        for (h, len) in hidden.iter().zip(lengths) {
-            let mut v = ggml::mean_rows(h, len);
+        for h in &hidden {
+            let mut v = mean_pool(h, self.dims);
             normalise(&mut v);
             vectors.push(v);
-            states.push(self.strip_specials(h, len));
+            states.push(self.strip_specials(h));
         }
         Ok((vectors, states))
     }

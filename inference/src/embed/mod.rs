@@ -54,6 +54,22 @@ pub trait Embedder: Send + Sync {
     }
 }
 
+/// The mean of the rows of a row-major `rows × dims` matrix (a window's token states): the
+/// mean pooling of sentence-transformers.
+pub(crate) fn mean_pool(states: &[f32], dims: usize) -> Vec<f32> {
+    let mut mean = vec![0f32; dims];
+    let mut rows = 0usize;
+    for row in states.chunks_exact(dims) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v;
+        }
+        rows += 1;
+    }
+    let n = rows.max(1) as f32;
+    mean.iter_mut().for_each(|m| *m /= n);
+    mean
+}
+
 /// Scale `v` to unit length (a zero vector stays zero).
 pub(crate) fn normalise(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
