@@ -21,9 +21,20 @@ atelier_system_packages() {
 }
 
 # One target dir outside the checkout, shared by every clone on this machine (a cold build of
-# llama.cpp alone takes ~16 minutes on 2 cores).
+# llama.cpp alone takes ~16 minutes on 2 cores). The build targets the host CPU
+# (.cargo/config.toml: target-cpu=native), so the dir is named after the CPU model rustc detects:
+# a home directory moved to another machine rebuilds instead of running instructions that CPU
+# lacks.
+atelier_host_cpu() {
+  rustc --print target-cpus 2>/dev/null | sed -n 's/.*currently \([A-Za-z0-9_.-]*\).*/\1/p' | head -n 1
+}
+
 atelier_target_dir() {
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/atelier/target}"
+  if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+    local cpu
+    cpu="$(atelier_host_cpu)"
+    export CARGO_TARGET_DIR="$HOME/.cache/atelier/target-${cpu:-unknown}"
+  fi
   mkdir -p "$CARGO_TARGET_DIR"
 }
 

@@ -1165,7 +1165,7 @@ impl Agent {
         // The model describes; whether the image passed is stated by `present::compose`.
         let context = json!({
             "brief": s.brief,
-            "prompt": best.prompt,
+            "prompt": present::subject(&best.prompt),
             "kit": s.kit,
         });
         let events = io.events.clone();

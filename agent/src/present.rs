@@ -53,6 +53,28 @@ const ALT_OPENINGS: &[&str] = &[
     "a picture of ",
 ];
 
+/// Of the image prompt, the model is shown only this many comma clauses: shown the whole
+/// prompt (a list of a dozen phrases for the image model), a small model copied it into the
+/// message and the alt text ("a tall glass with a sun behind it, a sun low in the sky behind
+/// it, a cup on a wooden table by a window, …", smoke evaluation of 2026-11-30).
+pub const SUBJECT_CLAUSES: usize = 2;
+/// Longest subject shown to the model.
+pub const SUBJECT_CHARS: usize = 120;
+/// Clauses of one sentence the message or alt text may copy from the image prompt.
+pub const MAX_COPIED_CLAUSES: usize = 2;
+
+/// The subject of an image prompt: its first clauses, for the model to describe in its own
+/// words.
+pub fn subject(prompt: &str) -> String {
+    let clauses: Vec<&str> = prompt
+        .split([',', ';', '.'])
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .take(SUBJECT_CLAUSES)
+        .collect();
+    clip_words(&clauses.join(", "), SUBJECT_CHARS)
+}
+
 /// What the user reads at the end: the model's description, then the outcome of the checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FinalText {
@@ -71,7 +93,9 @@ pub fn compose(
     prompt: &str,
 ) -> FinalText {
     let keep_cjk = has_cjk(brief);
-    let described = tidy(message, MAX_MESSAGE_SENTENCES, MESSAGE_LIMIT, keep_cjk);
+    let message = uncopy(message, prompt);
+    let alt_text = uncopy(alt_text, prompt);
+    let described = tidy(&message, MAX_MESSAGE_SENTENCES, MESSAGE_LIMIT, keep_cjk);
     let described = if described.is_empty() {
         format!(
             "Here is what I made for “{}”.",
@@ -80,7 +104,7 @@ pub fn compose(
     } else {
         described
     };
-    let alt = tidy(alt_text, 1, MAX_ALT_TEXT_CHARS, keep_cjk);
+    let alt = tidy(&alt_text, 1, MAX_ALT_TEXT_CHARS, keep_cjk);
     let alt = strip_opening(&alt);
     let alt = if alt.is_empty() {
         sentence_from_prompt(prompt)
@@ -178,6 +202,89 @@ fn human_name(check: &str) -> &str {
         "safety" => "safety",
         other => other,
     }
+}
+
+/// The text with each sentence's run of clauses copied from the image prompt cut after
+/// [`MAX_COPIED_CLAUSES`]: a list of prompt phrases is not a description (most of them name
+/// variations the image model was offered, not what the image shows). A clause counts as
+/// copied when its words, three or more, appear in that order in the prompt.
+fn uncopy(text: &str, prompt: &str) -> String {
+    let prompt_words = words(prompt).join(" ");
+    if prompt_words.is_empty() {
+        return text.to_string();
+    }
+    let copied = |clause: &str| {
+        let w = words(clause);
+        w.len() >= 3 && format!(" {prompt_words} ").contains(&format!(" {} ", w.join(" ")))
+    };
+    let mut out = Vec::new();
+    for (sentence, ended) in sentences(text) {
+        let clauses: Vec<&str> = sentence.split(',').collect();
+        let mut kept: Vec<&str> = Vec::new();
+        let mut copies = 0;
+        let mut cut = false;
+        for clause in &clauses {
+            // The opening clause is matched without its lead-in ("I made …", "The image shows …").
+            let body = if kept.is_empty() {
+                strip_lead_in(clause)
+            } else {
+                clause
+            };
+            if copied(body) {
+                copies += 1;
+                if copies > MAX_COPIED_CLAUSES {
+                    cut = true;
+                    continue;
+                }
+            }
+            kept.push(clause);
+        }
+        let joined = kept.join(",");
+        if cut {
+            // The sentence ends where the copying was cut; it keeps its own ending otherwise.
+            let end = if ended {
+                sentence.trim_end().chars().last().unwrap_or('.')
+            } else {
+                '.'
+            };
+            let body = joined.trim_end_matches(|c: char| !c.is_alphanumeric());
+            out.push(format!("{body}{end}"));
+        } else {
+            out.push(joined);
+        }
+    }
+    out.concat()
+}
+
+/// A clause without the words that introduce a description.
+fn strip_lead_in(clause: &str) -> &str {
+    const LEAD_INS: &[&str] = &[
+        "i made ",
+        "i've made ",
+        "i have made ",
+        "i created ",
+        "here is ",
+        "here's ",
+        "the image shows ",
+        "this image shows ",
+        "it shows ",
+    ];
+    let trimmed = clause.trim_start();
+    let lower = trimmed.to_lowercase();
+    for lead in LEAD_INS {
+        if lower.starts_with(lead) && trimmed.is_char_boundary(lead.len()) {
+            return &trimmed[lead.len()..];
+        }
+    }
+    trimmed
+}
+
+/// Lower-case words of letters and digits.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
 }
 
 /// Whether a sentence reports on checks or scores.
@@ -476,6 +583,41 @@ mod tests {
             text.alt_text,
             "A tall glass with a sun behind it, a sun low in the sky behind it, a cup on a wooden table by a window, hands around a ceramic mug, steam catching the first light."
         );
+    }
+
+    #[test]
+    fn a_message_copying_the_image_prompt_keeps_two_of_its_clauses() {
+        // The smoke evaluation's iced-coffee case (2026-11-30), as the model wrote it.
+        let prompt = "a tall glass with a sun behind it, a sun low in the sky behind it, a cup on a wooden table by a window, hands around a ceramic mug, steam catching the first light";
+        let text = compose(
+            "I made a tall glass with a sun behind it, a sun low in the sky behind it, a cup on a wooden table by a window, hands around a ceramic mug. Enjoy the summer, friends!",
+            "The image shows a tall glass with a sun behind it, a sun low in the sky behind it, a cup on a wooden table by a window, steam catching the first light",
+            None,
+            "iced coffee for summer",
+            prompt,
+        );
+        let (described, _) = text.message.split_once("\n\n").unwrap();
+        assert_eq!(
+            described,
+            "I made a tall glass with a sun behind it, a sun low in the sky behind it. Enjoy the summer, friends!"
+        );
+        assert_eq!(
+            text.alt_text,
+            "A tall glass with a sun behind it, a sun low in the sky behind it."
+        );
+        // Clauses of the model's own words stay, however many; so does a short copy.
+        let own = "I made a glass of iced coffee, bright and cold, with a lemon slice, on a blue table.";
+        assert!(
+            compose(own, "x", None, "iced coffee", prompt)
+                .message
+                .starts_with(own)
+        );
+        // Shown to the model: the subject only.
+        assert_eq!(
+            subject(prompt),
+            "a tall glass with a sun behind it, a sun low in the sky behind it"
+        );
+        assert_eq!(subject(""), "");
     }
 
     #[test]

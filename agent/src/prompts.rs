@@ -135,7 +135,7 @@ mod tests {
         );
         assert!(
             present.contains("<brief>a ‹cup›</brief>")
-                && present.contains("<image_description>a red cup</image_description>"),
+                && present.contains("<image_subject>a red cup</image_subject>"),
             "{present}"
         );
         let system = render("system", json!({}));
