@@ -606,7 +606,8 @@ mod tests {
             "A tall glass with a sun behind it, a sun low in the sky behind it."
         );
         // Clauses of the model's own words stay, however many; so does a short copy.
-        let own = "I made a glass of iced coffee, bright and cold, with a lemon slice, on a blue table.";
+        let own =
+            "I made a glass of iced coffee, bright and cold, with a lemon slice, on a blue table.";
         assert!(
             compose(own, "x", None, "iced coffee", prompt)
                 .message
