@@ -1124,7 +1124,7 @@ impl Agent {
             .decide("refine", context, refinement_schema(), &io.cancel)
             .await?;
         self.account(s, usage);
-        let prompt = clean(&r.prompt, 240);
+        let prompt = without_instruction_echo(&clean(&r.prompt, 240));
         if !prompt.is_empty() {
             plan.prompt = prompt;
         }
@@ -1886,6 +1886,39 @@ fn clean(text: &str, n: usize) -> String {
         .collect()
 }
 
+/// Openings of the refine prompt's own lines (`refine.j2`). A small model sometimes carries
+/// them into the new image prompt ("…, for InstagramColours the image must show: Ember. The
+/// next images should pass the best image so far (score 0.6): requested_colours: missing…",
+/// smoke evaluation of 2026-11-30), where the image model would read them as things to draw.
+const INSTRUCTION_ECHOES: &[&str] = &[
+    "colours the image must show",
+    "colors the image must show",
+    "the next images should",
+    "failed checks of",
+    "the best image so far",
+    "current prompt:",
+    "rewrite the prompt",
+    "the last images did not pass",
+    "<brief>",
+    "the image tool failed",
+];
+
+/// An image prompt cut where it starts to repeat the refine instructions.
+fn without_instruction_echo(prompt: &str) -> String {
+    // ASCII lower-casing keeps every byte offset, so an offset found in `lower` cuts `prompt`.
+    let lower = prompt.to_ascii_lowercase();
+    match INSTRUCTION_ECHOES
+        .iter()
+        .filter_map(|echo| lower.find(echo))
+        .min()
+    {
+        Some(i) => prompt[..i]
+            .trim_end_matches(|c: char| !c.is_alphanumeric())
+            .to_string(),
+        None => prompt.to_string(),
+    }
+}
+
 /// A sentence for the status event of each phase.
 fn describe(phase: Phase) -> String {
     match phase {
@@ -1949,6 +1982,32 @@ impl Clock {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_refined_prompt_loses_the_instructions_it_copied() {
+        use super::without_instruction_echo as cut;
+        assert_eq!(
+            cut(
+                "A green coffee with a leaf art on a warm cream background, for InstagramColours the image must show: Ember, Espresso, Crema. The next images should pass the best image so far (score 0.6)"
+            ),
+            "A green coffee with a leaf art on a warm cream background, for Instagram"
+        );
+        assert_eq!(
+            cut("A cup in Ember red. Current prompt: a cup"),
+            "A cup in Ember red"
+        );
+        // A prompt of its own passes through; one that is only an echo becomes empty (the
+        // caller then keeps the previous prompt).
+        assert_eq!(
+            cut("an ember-red cup on cream, steam rising"),
+            "an ember-red cup on cream, steam rising"
+        );
+        assert_eq!(cut("Colours the image must show: Ember."), "");
+        assert_eq!(
+            cut("Café crème — COLOURS THE IMAGE MUST SHOW"),
+            "Café crème"
+        );
+    }
+
     use super::*;
 
     #[test]
