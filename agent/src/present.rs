@@ -93,8 +93,8 @@ pub fn compose(
     prompt: &str,
 ) -> FinalText {
     let keep_cjk = has_cjk(brief);
-    let message = uncopy(message, prompt);
-    let alt_text = uncopy(alt_text, prompt);
+    let message = uncopy(&without_stutter(message), prompt);
+    let alt_text = uncopy(&without_stutter(alt_text), prompt);
     let described = tidy(&message, MAX_MESSAGE_SENTENCES, MESSAGE_LIMIT, keep_cjk);
     let described = if described.is_empty() {
         format!(
@@ -254,6 +254,40 @@ fn uncopy(text: &str, prompt: &str) -> String {
         }
     }
     out.concat()
+}
+
+/// Shortest run of words that counts as a stutter when it comes twice in a row.
+const MIN_STUTTER_WORDS: usize = 3;
+
+/// The text with every run of three or more words said twice in a row said once ("a tall glass
+/// with a sun behind it with a sun behind it", smoke evaluation of 2026-11-30). Words compare
+/// without case and punctuation; the first occurrence keeps its own spelling.
+fn without_stutter(text: &str) -> String {
+    let mut words: Vec<&str> = text.split_whitespace().collect();
+    let key = |w: &str| normalise(w);
+    let mut i = 0;
+    while i < words.len() {
+        let longest = (words.len() - i) / 2;
+        let repeated = (MIN_STUTTER_WORDS..=longest).rev().find(|&n| {
+            (0..n).all(|k| {
+                let (a, b) = (key(words[i + k]), key(words[i + n + k]));
+                !a.is_empty() && a == b
+            })
+        });
+        match repeated {
+            // Keep the second copy's last word, which carries the punctuation that follows.
+            Some(n) => {
+                let end = words[i + 2 * n - 1];
+                words.drain(i + n..i + 2 * n);
+                words[i + n - 1] = end;
+            }
+            None => i += 1,
+        }
+    }
+    if words.len() == text.split_whitespace().count() {
+        return text.to_string();
+    }
+    words.join(" ")
 }
 
 /// A clause without the words that introduce a description.
@@ -619,6 +653,32 @@ mod tests {
             "a tall glass with a sun behind it, a sun low in the sky behind it"
         );
         assert_eq!(subject(""), "");
+    }
+
+    #[test]
+    fn a_phrase_said_twice_in_a_row_is_said_once() {
+        assert_eq!(
+            without_stutter(
+                "A tall glass with a sun behind it with a sun behind it, red background."
+            ),
+            "A tall glass with a sun behind it, red background."
+        );
+        // Short repeats and repeats apart from each other are the writer's own.
+        let kept = "A bold, bold look. Teal on navy, and teal on navy again.";
+        assert_eq!(without_stutter(kept), kept);
+        let text = compose(
+            "I made a teal wave on navy a teal wave on navy.",
+            "A tall glass with a sun behind it with a sun behind it",
+            None,
+            "a wave",
+            "",
+        );
+        assert!(
+            text.message.starts_with("I made a teal wave on navy.\n\n"),
+            "{}",
+            text.message
+        );
+        assert_eq!(text.alt_text, "A tall glass with a sun behind it.");
     }
 
     #[test]
