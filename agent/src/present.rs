@@ -209,13 +209,15 @@ fn human_name(check: &str) -> &str {
 /// variations the image model was offered, not what the image shows). A clause counts as
 /// copied when its words, three or more, appear in that order in the prompt.
 fn uncopy(text: &str, prompt: &str) -> String {
-    let prompt_words = words(prompt).join(" ");
+    let prompt_words = words(prompt);
     if prompt_words.is_empty() {
         return text.to_string();
     }
+    // Padded with spaces so that a clause matches whole words only.
+    let prompt_words = format!(" {} ", prompt_words.join(" "));
     let copied = |clause: &str| {
         let w = words(clause);
-        w.len() >= 3 && format!(" {prompt_words} ").contains(&format!(" {} ", w.join(" ")))
+        w.len() >= 3 && prompt_words.contains(&format!(" {} ", w.join(" ")))
     };
     let mut out = Vec::new();
     for (sentence, ended) in sentences(text) {
@@ -264,13 +266,12 @@ const MIN_STUTTER_WORDS: usize = 3;
 /// without case and punctuation; the first occurrence keeps its own spelling.
 fn without_stutter(text: &str) -> String {
     let mut words: Vec<&str> = text.split_whitespace().collect();
-    let key = |w: &str| normalise(w);
     let mut i = 0;
     while i < words.len() {
         let longest = (words.len() - i) / 2;
         let repeated = (MIN_STUTTER_WORDS..=longest).rev().find(|&n| {
             (0..n).all(|k| {
-                let (a, b) = (key(words[i + k]), key(words[i + n + k]));
+                let (a, b) = (normalise(words[i + k]), normalise(words[i + n + k]));
                 !a.is_empty() && a == b
             })
         });
