@@ -513,13 +513,7 @@ impl Agent {
                 }
                 (_, Ask::NoSubject) => "What should the image show?".to_string(),
             };
-            let choices = u
-                .choices
-                .iter()
-                .map(|c| c.trim().to_string())
-                .filter(|c| !c.is_empty())
-                .take(4)
-                .collect();
+            let choices = quick_replies(&u.choices, &reason);
             return Ok(Self::ask(s, question, choices, reason.about()));
         }
         self.assume(s, u.assumptions);
@@ -1844,6 +1838,35 @@ const VAGUE: &[&str] = &[
     "wide",
 ];
 
+/// The lower-cased words of `text` that could name a thing to draw: three letters or more
+/// and not in [`VAGUE`].
+fn content_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .filter(|w| w.chars().count() >= 3 && !VAGUE.contains(&w.as_str()))
+}
+
+/// The model's suggested answers to a question, as quick replies: trimmed, each once, at most
+/// four; for "what should the image show?" only those that name something to show (a small
+/// model offers the formats of the prompt's own wording, "A banner", "A post", "something").
+fn quick_replies(choices: &[String], reason: &Ask) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in choices {
+        let c = clean(c, 120);
+        if c.is_empty()
+            || out.iter().any(|o| o.eq_ignore_ascii_case(&c))
+            || (matches!(reason, Ask::NoSubject) && content_words(&c).next().is_none())
+        {
+            continue;
+        }
+        out.push(c);
+        if out.len() == 4 {
+            break;
+        }
+    }
+    out
+}
+
 /// The code's decision, from what the model read: ask when the subject is missing or not in
 /// the brief's own words (a model must not invent one), when the brief contradicts itself, or
 /// when it asks for what the brand forbids.
@@ -1866,12 +1889,7 @@ pub fn needs_asking(s: &Session, u: &Understanding, forbidden: &[String]) -> Opt
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .collect();
-    let grounded = u
-        .subject
-        .to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.chars().count() >= 3 && !VAGUE.contains(w))
-        .any(|w| said_words.contains(w));
+    let grounded = content_words(&u.subject).any(|w| said_words.contains(w.as_str()));
     (!grounded).then_some(Ask::NoSubject)
 }
 
@@ -1982,6 +2000,38 @@ impl Clock {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quick_replies_for_a_missing_subject_name_something_to_show() {
+        use super::{Ask, quick_replies};
+        let offered: Vec<String> = [
+            "A banner",
+            " a banner ",
+            "something",
+            "A scooter on a wet street at night",
+            "",
+            "A vibrant, colorful poster",
+            "A VIBRANT, COLORFUL POSTER",
+            "a rider at sunrise",
+            "neon city lights",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            quick_replies(&offered, &Ask::NoSubject),
+            [
+                "A scooter on a wet street at night",
+                "A vibrant, colorful poster",
+                "a rider at sunrise",
+                "neon city lights",
+            ]
+        );
+        // Other questions keep every distinct answer (a format can answer a contradiction).
+        assert_eq!(
+            quick_replies(&offered[..3], &Ask::Contradiction("post and banner".into())),
+            ["A banner", "something"]
+        );
+    }
+
     #[test]
     fn a_refined_prompt_loses_the_instructions_it_copied() {
         use super::without_instruction_echo as cut;

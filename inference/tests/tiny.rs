@@ -56,11 +56,22 @@ fn a_short_training_run_lowers_the_loss_and_resumes() {
         assert!(out.path().join(file).exists(), "{file} missing");
     }
 
-    // Resume continues the step count and the data stream.
+    // Resume continues the step count and the data stream, here with the shapes' pixels
+    // weighted up (as the shipped model was fine-tuned).
     let mut resumed = toy_options(out.path(), 130);
     resumed.resume = Some(out.path().join("checkpoint"));
-    let state2 = train(&resumed, e.as_ref(), |_| true).unwrap();
+    resumed.foreground_weight = 8.0;
+    let mut resumed_losses = Vec::new();
+    let state2 = train(&resumed, e.as_ref(), |p| {
+        resumed_losses.push(p.loss);
+        true
+    })
+    .unwrap();
     assert_eq!(state2.step, 130);
+    assert!(
+        resumed_losses.iter().all(|l| l.is_finite() && *l < first),
+        "{resumed_losses:?} (the first steps averaged {first})"
+    );
     assert_eq!(state2.next_sample, state.next_sample + 10 * 8);
 }
 

@@ -478,6 +478,10 @@ pub struct TrainTinyArgs {
     /// smooths the seams between patches (it starts as a no-op too).
     #[arg(long, requires = "resume")]
     pub final_conv: bool,
+    /// Count each pixel of a shape (the figure of a figure-on-ground caption) this many times
+    /// in the loss, every other pixel once (1..=100; 1 weights all pixels alike).
+    #[arg(long, default_value_t = 1.0)]
+    pub foreground_weight: f32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,11 @@ pub async fn tiny(settings: &Settings, args: TrainTinyArgs) -> anyhow::Result<()
         args.checkpoint_minutes > 0.0,
         "--checkpoint-minutes must be positive"
     );
+    anyhow::ensure!(
+        (1.0..=100.0).contains(&args.foreground_weight),
+        "--foreground-weight must be in 1..=100 (got {})",
+        args.foreground_weight
+    );
     let catalog = Catalog::builtin()?;
     let minilm = catalog.get("all-minilm-l6-v2")?;
     minilm.installed_path(&settings.models_dir)?;
@@ -58,6 +63,7 @@ pub async fn tiny(settings: &Settings, args: TrainTinyArgs) -> anyhow::Result<()
     options.resume = args.resume.clone();
     options.add_cross_attention = args.cross_attention;
     options.add_final_conv = args.final_conv;
+    options.foreground_weight = args.foreground_weight;
 
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn({
@@ -70,10 +76,11 @@ pub async fn tiny(settings: &Settings, args: TrainTinyArgs) -> anyhow::Result<()
         }
     });
     eprintln!(
-        "training atelier-tiny to step {} (batch {}, lr {}) into {}{}",
+        "training atelier-tiny to step {} (batch {}, lr {}, foreground weight {}) into {}{}",
         options.steps,
         options.batch,
         options.lr,
+        options.foreground_weight,
         args.out.display(),
         args.resume
             .as_ref()
@@ -259,6 +266,7 @@ fn shape_adherence(
         ShapeClassifier, evaluate_real, images_tensor, shape_samples,
     };
     use atelier_inference::diffusion::tiny::data::{Generator, Position, Shape};
+    use image::imageops::FilterType;
 
     anyhow::ensure!(
         (1..=5_000).contains(&args.shape_captions),
@@ -268,8 +276,13 @@ fn shape_adherence(
     let real = evaluate_real(&classifier, args.seed, 512)?;
     let data = Generator::new(64).context("generator size")?;
     let samples = shape_samples(args.seed, 0, args.shape_captions);
-    let mut per_shape = vec![(0u32, 0u32); Shape::ALL.len()];
-    let mut per_position = vec![(0u32, 0u32); Position::ALL.len()];
+    // The control: the generator's own image of each caption at the network's size, upsampled
+    // as the network's output is. If the classifier cannot read those, it cannot judge the model.
+    let native = generator.config().image_size as u32;
+    let small = Generator::new(native).context("generator size")?;
+    // (captions, classifier agrees on the model's image, on the control)
+    let mut per_shape = vec![(0u32, 0u32, 0u32); Shape::ALL.len()];
+    let mut per_position = vec![(0u32, 0u32, 0u32); Position::ALL.len()];
     for (n, (index, _, shape, position)) in samples.iter().enumerate() {
         let caption = data.sample(args.seed, *index).caption;
         let mut request = ImageRequest::new(caption);
@@ -283,41 +296,48 @@ fn shape_adherence(
             .images
             .remove(0)
             .image;
-        let x = images_tensor(&[image.as_raw().as_slice()])?;
-        let (ps, pp) = classifier
-            .predict(&x)?
-            .first()
-            .copied()
-            .context("no prediction")?;
+        let reference = small.sample(args.seed, *index);
+        let reference = image::RgbImage::from_raw(native, native, reference.rgb)
+            .context("control image size")?;
+        let reference = image::imageops::resize(&reference, 64, 64, FilterType::Lanczos3);
+        let x = images_tensor(&[image.as_raw().as_slice(), reference.as_raw().as_slice()])?;
+        let predictions = classifier.predict(&x)?;
+        let &[(ps, pp), (rs, rp)] = predictions.as_slice() else {
+            anyhow::bail!("{} predictions for 2 images", predictions.len());
+        };
         per_shape[*shape].0 += 1;
         per_shape[*shape].1 += u32::from(ps == *shape);
+        per_shape[*shape].2 += u32::from(rs == *shape);
         per_position[*position].0 += 1;
         per_position[*position].1 += u32::from(pp == *position);
+        per_position[*position].2 += u32::from(rp == *position);
         if (n + 1) % 30 == 0 {
             eprintln!("{}/{} shape captions", n + 1, samples.len());
         }
     }
-    let pct = |(n, ok): (u32, u32)| 100.0 * ok as f64 / n.max(1) as f64;
+    let pct = |n: u32, ok: u32| 100.0 * ok as f64 / n.max(1) as f64;
     let mut md = format!(
         "\nShape and position adherence on {} held-out shape captions, judged by a CNN trained on the generator \
-         (its accuracy on real held-out samples: shape {:.0}%, position {:.0}%).\n\n| label | captions | classifier agrees | chance |\n|---|---|---|---|\n",
+         (its accuracy on real held-out samples: shape {:.0}%, position {:.0}%). The control column classifies \
+         the generator's own image of each caption drawn at the network's {native}×{native} and upsampled to 64×64 \
+         as the network's output is.\n\n| label | captions | classifier agrees | control: training image at {native}×{native} | chance |\n|---|---|---|---|---|\n",
         samples.len(),
         real.shape_accuracy * 100.0,
         real.position_accuracy * 100.0
     );
-    for (s, v) in Shape::ALL.iter().zip(&per_shape) {
+    for (s, (n, ok, control)) in Shape::ALL.iter().zip(&per_shape) {
         md.push_str(&format!(
-            "| shape: {} | {} | {:.0}% | 33% |\n",
+            "| shape: {} | {n} | {:.0}% | {:.0}% | 33% |\n",
             s.word(),
-            v.0,
-            pct(*v)
+            pct(*n, *ok),
+            pct(*n, *control)
         ));
     }
-    for (p, v) in Position::ALL.iter().zip(&per_position) {
+    for (p, (n, ok, control)) in Position::ALL.iter().zip(&per_position) {
         md.push_str(&format!(
-            "| position: {p:?} | {} | {:.0}% | 20% |\n",
-            v.0,
-            pct(*v)
+            "| position: {p:?} | {n} | {:.0}% | {:.0}% | 20% |\n",
+            pct(*n, *ok),
+            pct(*n, *control)
         ));
     }
     Ok(md)

@@ -26,11 +26,13 @@ fn sample_times(batch: usize, rng: &mut impl Rng) -> Vec<f32> {
         .collect()
 }
 
-/// Mean squared error of the predicted velocity for a batch of clean images `x0` in [-1, 1].
+/// Mean squared error of the predicted velocity for a batch of clean images `x0` in [-1, 1];
+/// with `weights` `[B, 1, H, W]`, the weighted mean (each pixel's error counts by its weight).
 pub fn loss(
     model: &TinyDit,
     x0: &Tensor,
     cond: &Condition,
+    weights: Option<&Tensor>,
     rng: &mut ChaCha8Rng,
 ) -> Result<Tensor> {
     let (b, c, h, w) = x0.dims4()?;
@@ -41,7 +43,51 @@ pub fn loss(
     let xt = (x0.broadcast_mul(&(1.0 - &t4)?)? + noise.broadcast_mul(&t4)?)?;
     let target = (noise - x0)?;
     let predicted = model.forward(&xt, &t, cond)?;
-    (predicted - target)?.sqr()?.mean_all()
+    weighted_mse(&predicted, &target, weights)
+}
+
+/// `Σ w·(a − b)² / (Σ w · channels)`: the plain mean when `weights` is `None` or all ones.
+fn weighted_mse(a: &Tensor, b: &Tensor, weights: Option<&Tensor>) -> Result<Tensor> {
+    let squared = (a - b)?.sqr()?;
+    match weights {
+        None => squared.mean_all(),
+        Some(w) => {
+            let channels = squared.dim(1)? as f64;
+            let total = squared.broadcast_mul(w)?.sum_all()?;
+            total.broadcast_div(&(w.sum_all()? * channels)?)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_weights_give_the_plain_mean_and_weights_move_it_towards_the_weighted_pixels() {
+        let device = Device::Cpu;
+        // Error 1 on the first pixel, 0 on the other three, in all three channels.
+        let a = Tensor::from_vec([1f32, 0., 0., 0.].repeat(3), (1, 3, 2, 2), &device).unwrap();
+        let b = a.zeros_like().unwrap();
+        let plain = weighted_mse(&a, &b, None)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((plain - 0.25).abs() < 1e-6, "{plain}");
+        let ones = Tensor::ones((1, 1, 2, 2), candle_core::DType::F32, &device).unwrap();
+        let same = weighted_mse(&a, &b, Some(&ones))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((same - plain).abs() < 1e-6, "{same}");
+        // The erring pixel weighted 5: 5 / (5 + 3) of the weight is on it.
+        let w = Tensor::from_vec(vec![5f32, 1., 1., 1.], (1, 1, 2, 2), &device).unwrap();
+        let up = weighted_mse(&a, &b, Some(&w))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((up - 5.0 / 8.0).abs() < 1e-6, "{up}");
+    }
 }
 
 /// How to sample.

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use model::{Condition, DTYPE, MAX_TEXT_TOKENS, TinyDit};
+use model::{Condition, DTYPE, MAX_TEXT_TOKENS, TinyConfig, TinyDit};
 
 /// Atelier's offline model behind [`ImageGenerator`].
 pub struct TinyGenerator {
@@ -75,6 +75,11 @@ impl TinyGenerator {
             embedder,
             name: "atelier-tiny".into(),
         })
+    }
+
+    /// The network's shapes (its native image size among them).
+    pub fn config(&self) -> &TinyConfig {
+        self.model.config()
     }
 
     /// Generate synchronously (the async trait method runs this off the runtime).

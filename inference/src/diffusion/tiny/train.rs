@@ -57,6 +57,9 @@ pub struct TrainOptions {
     /// When resuming a network without the final pixel convolution, add it (zero-initialised
     /// likewise).
     pub add_final_conv: bool,
+    /// How much more a figure's pixels count in the loss than the rest (1: all alike). See
+    /// `Sample::foreground`; the loss stays a weighted mean, so its scale does not change.
+    pub foreground_weight: f32,
 }
 
 impl TrainOptions {
@@ -77,6 +80,7 @@ impl TrainOptions {
             resume: None,
             add_cross_attention: false,
             add_final_conv: false,
+            foreground_weight: 1.0,
         }
     }
 }
@@ -126,27 +130,59 @@ pub struct TrainProgress {
     pub checkpoint: Option<PathBuf>,
 }
 
-/// Clean images of a batch as a `[B, 3, S, S]` tensor in [-1, 1], and their captions.
+/// A batch of clean images `[B, 3, S, S]` in [-1, 1], their captions and, when the figure is
+/// weighted up, the per-pixel loss weights `[B, 1, S, S]`.
+pub struct Batch {
+    /// `[B, 3, S, S]` in [-1, 1].
+    pub images: Tensor,
+    /// One per image.
+    pub captions: Vec<String>,
+    /// `[B, 1, S, S]`, or `None` when every pixel counts alike.
+    pub weights: Option<Tensor>,
+}
+
+/// Samples `first..first + batch` of stream `seed` as a [`Batch`]; `foreground_weight` ≠ 1
+/// gives each figure's pixels that weight and every other pixel 1.
 pub fn batch_tensor(
     generator: &Generator,
     seed: u64,
     first: u64,
     batch: usize,
+    foreground_weight: f32,
     device: &Device,
-) -> Result<(Tensor, Vec<String>)> {
+) -> Result<Batch> {
+    let weighted = (foreground_weight - 1.0).abs() > f32::EPSILON;
     let mut pixels = Vec::new();
+    let mut weights = Vec::new();
     let mut captions = Vec::with_capacity(batch);
     let mut size = 0;
     for i in 0..batch as u64 {
         let sample = generator.sample(seed, first + i);
         size = sample.size as usize;
         pixels.extend(sample.rgb.iter().map(|&v| v as f32 / 127.5 - 1.0));
+        if weighted {
+            match sample.foreground() {
+                Some(mask) => weights.extend(
+                    mask.iter()
+                        .map(|&m| if m { foreground_weight } else { 1.0 }),
+                ),
+                None => weights.extend(std::iter::repeat_n(1.0, size * size)),
+            }
+        }
         captions.push(sample.caption);
     }
-    let x = Tensor::from_vec(pixels, (batch, size, size, 3), device)
+    let images = Tensor::from_vec(pixels, (batch, size, size, 3), device)
         .and_then(|t| t.permute((0, 3, 1, 2))?.contiguous())
         .map_err(Error::candle("assemble a batch"))?;
-    Ok((x, captions))
+    let weights = weighted
+        .then(|| Tensor::from_vec(weights, (batch, 1, size, size), device))
+        .transpose()
+        .map_err(Error::candle("assemble the loss weights"))?;
+    Ok(Batch {
+        images,
+        captions,
+        weights,
+    })
 }
 
 /// Caption embeddings (and token states), cached: the caption space repeats often.
@@ -367,11 +403,16 @@ pub fn train(
 
     while state.step < options.steps {
         let step_started = Instant::now();
-        let (x0, captions) = batch_tensor(
+        let Batch {
+            images: x0,
+            captions,
+            weights,
+        } = batch_tensor(
             &generator,
             state.seed,
             state.next_sample,
             state.batch,
+            options.foreground_weight,
             &device,
         )?;
         state.next_sample += state.batch as u64;
@@ -379,8 +420,8 @@ pub fn train(
             .map(|_| rng.random::<f32>() < options.cond_dropout)
             .collect();
         let cond = embeddings.condition(&captions, &dropped, &device)?;
-        let loss =
-            flow::loss(&model, &x0, &cond, &mut rng).map_err(Error::candle("compute the loss"))?;
+        let loss = flow::loss(&model, &x0, &cond, weights.as_ref(), &mut rng)
+            .map_err(Error::candle("compute the loss"))?;
         let since_start = state.step - started_at_step + 1;
         // A resumed run has fresh optimiser moments; Adam's bias correction makes a short
         // warm-up enough for them.
