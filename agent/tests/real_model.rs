@@ -188,46 +188,6 @@ async fn real_model_sessions_end_well_formed_and_within_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_question_about_a_bare_brief_names_nothing_the_user_did_not() {
-    let _turn = TURN.lock().await;
-    let out = tempfile::tempdir().unwrap();
-    let agent = Agent::new(
-        llm(),
-        Toolbox {
-            generator: tiny(),
-            brands: Some(brands()),
-            images: Arc::new(DirImageStore::new(out.path()).unwrap()),
-            critics: Critics::default(),
-            upscale: None,
-        },
-        Arc::new(MemorySessionStore::new()),
-        config(),
-    )
-    .unwrap();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    // The understanding prompt once showed "a cup of coffee on a wooden table" as an example
-    // subject, and the model asked the scooter brand "What is the color of the coffee?".
-    for brief in [
-        "We need a banner.",
-        "Make us a post.",
-        "Something for Instagram.",
-    ] {
-        let s = atelier_agent::Session::new("q", "one", brief, Some("voltline".into()));
-        let (u, _) = agent.decide_understanding(&s, &cancel).await.unwrap();
-        eprintln!("{brief} → {u:?}");
-        let asked = format!("{} {}", u.question, u.choices.join(" ")).to_lowercase();
-        for invented in ["coffee", "cup", "table", "latte", "mug"] {
-            assert!(
-                !asked.contains(invented),
-                "{brief}: the question names {invented:?}: {} {:?}",
-                u.question,
-                u.choices
-            );
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_instructions_never_reach_a_tool_on_the_real_model() {
     let _turn = TURN.lock().await;
     // In the brief.
