@@ -502,9 +502,33 @@ impl Agent {
         } else {
             None
         };
+        // What the model may name in a question, a quick reply or an assumption: the user's
+        // words and the brand's (a coffee roaster's kit says "cup"; a scooter maker's does not).
+        let mut said = said_by_user(s);
+        if let Some(brand) = &s.brand {
+            said.push(' ');
+            said.push_str(&brand.to_lowercase());
+        }
+        if let Some(kit) = self.brand_summary(s).await {
+            said.push(' ');
+            said.push_str(
+                &serde_json::to_string(&kit)
+                    .unwrap_or_default()
+                    .to_lowercase(),
+            );
+        }
         if let Some(reason) = reason {
+            // The model's choices answer the model's question; if that is replaced, so are they.
+            let mut offered = u.choices;
             let question = match (u.question.trim(), &reason) {
-                (q, _) if !q.is_empty() => q.to_string(),
+                // A question about a missing subject must not put one in the user's mouth
+                // ("What is the color of the coffee?" to "We need a banner").
+                (q, Ask::NoSubject) if presupposes(q, &said) => {
+                    tracing::debug!(proposed = %q, "question names what the user did not; replaced");
+                    offered.clear();
+                    "What should the image show?".to_string()
+                }
+                (q, _) if !q.is_empty() && !echoes_example(q, &said) => q.to_string(),
                 (_, Ask::Forbidden(rule)) => {
                     format!("The brand's rules forbid {rule}. What should the image show instead?")
                 }
@@ -513,10 +537,16 @@ impl Agent {
                 }
                 (_, Ask::NoSubject) => "What should the image show?".to_string(),
             };
-            let choices = quick_replies(&u.choices, &reason);
+            offered.retain(|c| !echoes_example(c, &said));
+            let choices = quick_replies(&offered, &reason);
             return Ok(Self::ask(s, question, choices, reason.about()));
         }
-        self.assume(s, u.assumptions);
+        let assumptions = u
+            .assumptions
+            .into_iter()
+            .filter(|a| !echoes_example(a, &said))
+            .collect();
+        self.assume(s, assumptions);
         Ok(Phase::Retrieve)
     }
 
@@ -529,18 +559,20 @@ impl Agent {
         }
     }
 
+    /// The stored summary of the session's brand, when it has one.
+    async fn brand_summary(&self, s: &Session) -> Option<KitSummary> {
+        match (&s.brand, &self.tools.brands) {
+            (Some(brand), Some(ing)) => ing.kit(&s.tenant, brand).await.ok().flatten(),
+            _ => None,
+        }
+    }
+
     /// The forbidden-content rules of the session's brand, when it has one stored.
     async fn brand_rules(&self, s: &Session) -> Vec<String> {
-        match (&s.brand, &self.tools.brands) {
-            (Some(brand), Some(ing)) => ing
-                .kit(&s.tenant, brand)
-                .await
-                .ok()
-                .flatten()
-                .map(|k| k.forbidden_content)
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        }
+        self.brand_summary(s)
+            .await
+            .map(|k| k.forbidden_content)
+            .unwrap_or_default()
     }
 
     /// Record a question; `clarify` sends it (again after a restart) and waits.
@@ -1871,13 +1903,7 @@ fn quick_replies(choices: &[String], reason: &Ask) -> Vec<String> {
 /// the brief's own words (a model must not invent one), when the brief contradicts itself, or
 /// when it asks for what the brand forbids.
 pub fn needs_asking(s: &Session, u: &Understanding, forbidden: &[String]) -> Option<Ask> {
-    let mut said = s.brief.to_lowercase();
-    for e in &s.exchanges {
-        if let Some(a) = &e.answer {
-            said.push(' ');
-            said.push_str(&a.to_lowercase());
-        }
-    }
+    let said = said_by_user(s);
     if let Some(rule) = atelier_tools::critique::forbidden_matches(&said, forbidden).first() {
         return Some(Ask::Forbidden((*rule).to_string()));
     }
@@ -1885,12 +1911,97 @@ pub fn needs_asking(s: &Session, u: &Understanding, forbidden: &[String]) -> Opt
     if !contradiction.is_empty() {
         return Some(Ask::Contradiction(contradiction.to_string()));
     }
-    let said_words: std::collections::HashSet<&str> = said
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let grounded = content_words(&u.subject).any(|w| said_words.contains(w.as_str()));
+    let grounded = content_words(&u.subject).any(|w| said_words(&said).any(|s| s == w));
     (!grounded).then_some(Ask::NoSubject)
+}
+
+/// What the user said, lower-cased: the brief and every answer.
+fn said_by_user(s: &Session) -> String {
+    let mut said = s.brief.to_lowercase();
+    for e in &s.exchanges {
+        if let Some(a) = &e.answer {
+            said.push(' ');
+            said.push_str(&a.to_lowercase());
+        }
+    }
+    said
+}
+
+/// The example subject the understanding prompt (`prompts/agent/understand.j2`) shows the
+/// model. A small model copies it into questions, quick replies and assumptions for briefs
+/// that have nothing to do with it (a coffee question for a scooter brand); what it writes is
+/// checked against these words.
+pub const UNDERSTAND_EXAMPLE: &str = "a cup of coffee on a wooden table";
+
+/// Words a question may use to ask what to show without naming a thing to show.
+const ASKING: &[&str] = &[
+    "show",
+    "shows",
+    "feature",
+    "features",
+    "featured",
+    "depict",
+    "display",
+    "include",
+    "subject",
+    "main",
+    "focus",
+    "focal",
+    "product",
+    "products",
+    "should",
+    "would",
+    "like",
+    "want",
+    "which",
+    "about",
+    "theme",
+    "topic",
+    "message",
+    "promote",
+    "promoting",
+    "see",
+    "appear",
+    "put",
+    "kind",
+    "type",
+    "scene",
+    "image's",
+    "there",
+    "this",
+    "that",
+    "your",
+];
+
+/// The content words of `text` the user never said (a plural counts as its singular: the kit's
+/// "cups" says "cup").
+fn unsaid<'a>(text: &'a str, said: &'a str) -> impl Iterator<Item = String> + 'a {
+    content_words(text).filter(move |w| !said_words(said).any(|s| singular(s) == singular(w)))
+}
+
+/// A word without a plural `s` (a crude stem, enough to match "cups" with "cup").
+fn singular(word: &str) -> &str {
+    match word.strip_suffix('s') {
+        Some(stem) if stem.len() >= 3 && !stem.ends_with('s') => stem,
+        _ => word,
+    }
+}
+
+fn said_words(said: &str) -> impl Iterator<Item = &str> {
+    said.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+}
+
+/// Whether a question about a missing subject names something the user did not say (other
+/// than the words of asking): it then presupposes a subject the model invented.
+fn presupposes(question: &str, said: &str) -> bool {
+    unsaid(question, said).any(|w| !ASKING.contains(&w.as_str()))
+}
+
+/// Whether `text` repeats a word of the prompt's own example that the user never said.
+fn echoes_example(text: &str, said: &str) -> bool {
+    let example: Vec<String> = content_words(UNDERSTAND_EXAMPLE).collect();
+    unsaid(text, said).any(|w| example.contains(&w))
 }
 
 /// Model text made safe to use: whitespace runs collapsed, at most `n` characters (the schema
@@ -2030,6 +2141,39 @@ mod tests {
             quick_replies(&offered[..3], &Ask::Contradiction("post and banner".into())),
             ["A banner", "something"]
         );
+    }
+
+    #[test]
+    fn the_prompt_example_stays_in_the_prompt() {
+        use super::{UNDERSTAND_EXAMPLE, echoes_example, presupposes};
+        assert!(
+            include_str!("../../prompts/agent/understand.j2").contains(UNDERSTAND_EXAMPLE),
+            "the guard must name the example the template shows"
+        );
+        let said = "we need a banner. voltline";
+        // The question seen in the smoke eval, and questions that only ask.
+        assert!(presupposes("What is the color of the coffee?", said));
+        assert!(presupposes("What colour should the scooter be?", said));
+        assert!(!presupposes("", said));
+        assert!(!presupposes("What should the banner show?", said));
+        assert!(!presupposes(
+            "Which product would you like to feature?",
+            said
+        ));
+        assert!(!presupposes("What should the Voltline banner show?", said));
+        // The example's words leak only where the user did not say them.
+        assert!(echoes_example("A cup of coffee", said));
+        assert!(echoes_example("The coffee is a red coffee", said));
+        assert!(!echoes_example("A scooter on a wet street", said));
+        assert!(!echoes_example(
+            "A coffee cup on a table",
+            "a banner for our coffee cup, on a table"
+        ));
+        assert!(!echoes_example(
+            "A coffee cup",
+            "solstice coffee: bright cups"
+        ));
+        assert!(echoes_example("A coffee cup", "solstice: bright glass"));
     }
 
     #[test]

@@ -188,6 +188,71 @@ async fn real_model_sessions_end_well_formed_and_within_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_about_a_bare_brief_names_nothing_the_user_did_not() {
+    let _turn = TURN.lock().await;
+    let out = tempfile::tempdir().unwrap();
+    let agent = Agent::new(
+        llm(),
+        Toolbox {
+            generator: tiny(),
+            brands: Some(brands()),
+            images: Arc::new(DirImageStore::new(out.path()).unwrap()),
+            critics: Critics::default(),
+            upscale: None,
+        },
+        Arc::new(MemorySessionStore::new()),
+        config(),
+    )
+    .unwrap();
+    // The understanding prompt shows "a cup of coffee on a wooden table" as its example, and
+    // the model once asked the scooter brand "What is the color of the coffee?", then carried
+    // "the coffee is a red coffee" into the plan when the user skipped the question.
+    for brief in [
+        "We need a banner.",
+        "Make us a post.",
+        "Something for Instagram.",
+    ] {
+        let mut s = agent
+            .start("two", brief, Some("voltline".into()))
+            .await
+            .unwrap();
+        let (mut io, mut events, inputs) = SessionIo::channel(4096);
+        let cancel = io.cancel.clone();
+        // Skip the question, and stop the session when it starts its first tool.
+        let collector = tokio::spawn(async move {
+            let mut questions = Vec::new();
+            while let Some(e) = events.recv().await {
+                match e {
+                    AgentEvent::Question { text, choices, .. } => {
+                        questions.push(format!("{text} {}", choices.join(" ")));
+                        inputs.send(UserInput::JustGo).await.unwrap();
+                    }
+                    AgentEvent::ToolCall { .. } => cancel.cancel(),
+                    _ => {}
+                }
+            }
+            questions
+        });
+        agent.run(&mut s, &mut io).await.unwrap();
+        drop(io);
+        let questions = collector.await.unwrap();
+        eprintln!("{brief} → {questions:?}; assumed {:?}", s.assumptions);
+        assert!(
+            !questions.is_empty(),
+            "{brief}: a bare brief is asked about"
+        );
+        let said = format!("{} {}", questions.join(" "), s.assumptions.join(" ")).to_lowercase();
+        for invented in ["coffee", "cup", "wooden", "table"] {
+            assert!(
+                !said.contains(invented),
+                "{brief}: the agent named {invented:?}: {questions:?} {:?}",
+                s.assumptions
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_instructions_never_reach_a_tool_on_the_real_model() {
     let _turn = TURN.lock().await;
     // In the brief.
