@@ -497,8 +497,11 @@ impl Agent {
         let (u, usage) = self.decide_understanding(s, &io.cancel).await?;
         self.account(s, usage);
         // When nothing more may be asked, the reading only supplies assumptions.
+        // One read of the stored kit: its rules decide, its words bound what the model may name.
+        let kit = self.brand_summary(s).await;
         let reason = if self.can_ask(s) {
-            needs_asking(s, &u, &self.brand_rules(s).await)
+            let rules = kit.as_ref().map(|k| k.forbidden_content.as_slice());
+            needs_asking(s, &u, rules.unwrap_or_default())
         } else {
             None
         };
@@ -509,10 +512,10 @@ impl Agent {
             said.push(' ');
             said.push_str(&brand.to_lowercase());
         }
-        if let Some(kit) = self.brand_summary(s).await {
+        if let Some(kit) = &kit {
             said.push(' ');
             said.push_str(
-                &serde_json::to_string(&kit)
+                &serde_json::to_string(kit)
                     .unwrap_or_default()
                     .to_lowercase(),
             );
@@ -1966,7 +1969,6 @@ const ASKING: &[&str] = &[
     "kind",
     "type",
     "scene",
-    "image's",
     "there",
     "this",
     "that",
