@@ -779,12 +779,11 @@ impl Agent {
             .map(|p| format!("{} {}×{}", p.name, p.width, p.height))
             .collect();
         if !sizes.is_empty() {
-            text.push_str(&format!(
-                "; delivered at {} size{} {}",
-                if sizes.len() == 1 { "the" } else { "each" },
-                if sizes.len() == 1 { "" } else { "s:" },
-                sizes.join(", ")
-            ));
+            let sizes = match sizes.as_slice() {
+                [one] => format!("at the size {one}"),
+                many => format!("in {} sizes: {}", many.len(), many.join(", ")),
+            };
+            text.push_str(&format!("; delivered {sizes}"));
         }
         if let Some(h) = &plan.headline {
             text.push_str(&format!("; headline “{h}” set in the brand's layout"));
@@ -1153,25 +1152,44 @@ impl Agent {
             .decide("refine", context, refinement_schema(), &io.cancel)
             .await?;
         self.account(s, usage);
+        let before = plan.prompt.clone();
         let prompt = without_instruction_echo(&clean(&r.prompt, 240));
         if !prompt.is_empty() {
             plan.prompt = prompt;
         }
         plan.negative_prompt = clean(&r.negative_prompt, 120);
         // Parameter changes the checks call for, independent of the model's wording.
+        let mut adjustments = Vec::new();
         if failures
             .iter()
             .any(|f| f.name == "technical" && f.detail.contains("speckle"))
         {
-            plan.steps = (plan.steps + plan.steps / 2).min(self.tools.generator.limits().max_steps);
+            let steps = (plan.steps + plan.steps / 2).min(self.tools.generator.limits().max_steps);
+            if steps != plan.steps {
+                adjustments.push(format!("more steps ({} → {steps})", plan.steps));
+                plan.steps = steps;
+            }
         }
         if failures.iter().any(|f| f.name == "requested_colours") {
-            plan.guidance = (plan.guidance + 1.0).min(12.0);
+            let guidance = (plan.guidance + 1.0).min(12.0);
+            if guidance != plan.guidance {
+                adjustments.push(format!(
+                    "stronger colour guidance ({} → {guidance})",
+                    plan.guidance
+                ));
+                plan.guidance = guidance;
+            }
         }
         self.emit(
             io,
             AgentEvent::Message {
-                text: present::refine_note(&r.change, &failures, &plan.prompt),
+                text: present::refine_note(
+                    &r.change,
+                    &failures,
+                    &before,
+                    &plan.prompt,
+                    &adjustments,
+                ),
             },
         )
         .await;

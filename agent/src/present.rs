@@ -162,10 +162,24 @@ pub fn outcome(critique: Option<&Critique>) -> String {
     text
 }
 
-/// The progress line of a refinement round: which checks it answers, and the model's `change`
-/// (one sentence, tidied like the final message) or, when that is empty or only echoes the
-/// request for it, the new `prompt`.
-pub fn refine_note(change: &str, failures: &[Check], prompt: &str) -> String {
+/// The progress line of a refinement round: which checks it answers, what changes in the
+/// prompt — the model's `change` (one sentence, tidied like the final message) or, when that is
+/// empty or only echoes the request for it, the new prompt; "same prompt" when the model wrote
+/// the old one back, whatever its `change` claims — and the parameter changes made in code
+/// (`adjustments`, such as "more steps (20 → 30)"), which always include a new seed.
+pub fn refine_note(
+    change: &str,
+    failures: &[Check],
+    before: &str,
+    after: &str,
+    adjustments: &[String],
+) -> String {
+    let same = |a: &str| {
+        a.trim()
+            .trim_end_matches(['.', '!', ';', ','])
+            .trim()
+            .to_lowercase()
+    };
     let change = tidy(change, 1, 200, true);
     let lower = change.to_lowercase();
     let echo = [
@@ -176,17 +190,22 @@ pub fn refine_note(change: &str, failures: &[Check], prompt: &str) -> String {
     ]
     .iter()
     .any(|p| lower.contains(p));
-    let what = if change.is_empty() || echo {
-        format!("new prompt “{}”.", clip_words(prompt, 160))
+    let what = if same(before) == same(after) {
+        "same prompt".to_string()
+    } else if change.is_empty() || echo {
+        format!("new prompt “{}”", clip_words(after, 160))
     } else {
-        change
+        change.trim_end_matches('.').to_string()
     };
+    let mut params: Vec<&str> = adjustments.iter().map(String::as_str).collect();
+    params.push("a new seed");
+    let params = params.join(", ");
     if failures.is_empty() {
-        return format!("Refining: {what}");
+        return format!("Refining: {what}; {params}.");
     }
     let mut names: Vec<&str> = failures.iter().map(|f| human_name(&f.name)).collect();
     names.dedup();
-    format!("Refining for {}: {what}", names.join(", "))
+    format!("Refining for {}: {what}; {params}.", names.join(", "))
 }
 
 /// The name of a check in plain words.
@@ -733,25 +752,42 @@ mod tests {
             check("technical", false, "a grid"),
             check("requested_colours", false, "missing navy"),
         ];
+        let guidance = ["stronger colour guidance (3 → 4)".to_string()];
         assert_eq!(
             refine_note(
                 "named the ground colour first",
                 &failures,
-                "navy ground, gold circle"
+                "gold circle, navy ground",
+                "navy ground, gold circle",
+                &guidance
             ),
-            "Refining for technical quality, requested colours: Named the ground colour first."
+            "Refining for technical quality, requested colours: Named the ground colour first; \
+             stronger colour guidance (3 → 4), a new seed."
         );
         assert_eq!(
             refine_note(
                 "say what you changed and why",
                 &failures[..1],
-                "navy ground, gold circle"
+                "gold circle",
+                "navy ground, gold circle",
+                &[]
             ),
-            "Refining for technical quality: new prompt “navy ground, gold circle”."
+            "Refining for technical quality: new prompt “navy ground, gold circle”; a new seed."
         );
         assert_eq!(
-            refine_note("", &[], "a cup"),
-            "Refining: new prompt “a cup”."
+            refine_note("", &[], "a mug", "a cup", &[]),
+            "Refining: new prompt “a cup”; a new seed."
+        );
+        // Seen in the main job: the model wrote the prompt back without its full stop.
+        assert_eq!(
+            refine_note(
+                "made the cup ceramic",
+                &failures[1..],
+                "A cup on a table.",
+                "a cup on a table",
+                &guidance
+            ),
+            "Refining for requested colours: same prompt; stronger colour guidance (3 → 4), a new seed."
         );
     }
 
