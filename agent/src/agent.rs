@@ -507,7 +507,8 @@ impl Agent {
         };
         // What the model may name in a question, a quick reply or an assumption: the user's
         // words and the brand's (a coffee roaster's kit says "cup"; a scooter maker's does not).
-        let mut said = said_by_user(s);
+        let user = said_by_user(s);
+        let mut said = user.clone();
         if let Some(brand) = &s.brand {
             said.push(' ');
             said.push_str(&brand.to_lowercase());
@@ -547,7 +548,7 @@ impl Agent {
         let assumptions = u
             .assumptions
             .into_iter()
-            .filter(|a| !echoes_example(a, &said))
+            .filter(|a| !echoes_example(a, &said) && !adds_nothing(a, &user, s.brand.as_deref()))
             .collect();
         self.assume(s, assumptions);
         Ok(Phase::Retrieve)
@@ -802,7 +803,7 @@ impl Agent {
             }
         }
         let subject = clean(&d.subject, 80);
-        let mut prompt = clean(&d.prompt, 240);
+        let mut prompt = image_prompt(&d.prompt);
         if prompt.is_empty() {
             prompt = subject.clone();
         }
@@ -1153,7 +1154,7 @@ impl Agent {
             .await?;
         self.account(s, usage);
         let before = plan.prompt.clone();
-        let prompt = without_instruction_echo(&clean(&r.prompt, 240));
+        let prompt = image_prompt(&without_instruction_echo(&clean(&r.prompt, usize::MAX)));
         if !prompt.is_empty() {
             plan.prompt = prompt;
         }
@@ -2012,6 +2013,57 @@ fn said_words(said: &str) -> impl Iterator<Item = &str> {
         .filter(|w| !w.is_empty())
 }
 
+/// Words of the understanding prompt's frame: the line that names the brand ("The brand is
+/// Voltline; its palette, voice and rules will be applied") and the kinds of assumption it
+/// asks for ("size, style, mood"), with the little words around them.
+const FRAME: &[&str] = &[
+    "the",
+    "and",
+    "for",
+    "with",
+    "will",
+    "its",
+    "are",
+    "our",
+    "brand",
+    "brands",
+    "palette",
+    "voice",
+    "rules",
+    "applied",
+    "apply",
+    "size",
+    "style",
+    "mood",
+    "assume",
+    "assumed",
+    "assumption",
+    "else",
+    "default",
+    "standard",
+    "any",
+    "all",
+];
+
+/// Whether an assumption adds nothing the plan could use: every word of three letters or more
+/// is the prompt's frame ("The brand is Voltline", "size", "style", "mood"), the brand's name,
+/// or what the user already said ("The cup is a ceramic cup" for "a ceramic cup of coffee on a
+/// wooden table"; the plan reads the brief itself, and such echoes ended up pasted into the
+/// image prompt).
+fn adds_nothing(assumption: &str, user_said: &str, brand: Option<&str>) -> bool {
+    let brand = brand.map(str::to_lowercase).unwrap_or_default();
+    // Every word of three letters or more counts ("square" says something here, though it
+    // names no subject).
+    let lower = assumption.to_lowercase();
+    said_words(&lower)
+        .filter(|w| w.chars().count() >= 3)
+        .all(|w| {
+            FRAME.contains(&w)
+                || said_words(&brand).any(|b| b == w)
+                || said_words(user_said).any(|u| singular(u) == singular(w))
+        })
+}
+
 /// Whether a question about a missing subject names something the user did not say (other
 /// than the words of asking): it then presupposes a subject the model invented.
 fn presupposes(question: &str, said: &str) -> bool {
@@ -2033,6 +2085,37 @@ fn clean(text: &str, n: usize) -> String {
         .chars()
         .take(n)
         .collect()
+}
+
+/// Longest image prompt the model may write (the plan and refine schemas' `maxLength`).
+const PROMPT_CHARS: usize = 240;
+
+/// The model's image prompt made fit for the image model: whitespace collapsed, at most
+/// [`PROMPT_CHARS`], each comma-separated clause once (a small model can loop: "…, a glass of
+/// warm coffee, a warm cup of coffee, a glass of warm coffee, …" was seen in the main job), and
+/// without a last clause that the length limit cut off mid-phrase ("…, a glass of warm,").
+fn image_prompt(text: &str) -> String {
+    let whole = clean(text, usize::MAX);
+    let cut = whole.chars().count() > PROMPT_CHARS;
+    let text: String = whole.chars().take(PROMPT_CHARS).collect();
+    let ends_open = cut || text.trim_end().ends_with(',');
+    let mut clauses: Vec<&str> = text
+        .trim_end()
+        .trim_end_matches(',')
+        .split(',')
+        .map(str::trim)
+        .collect();
+    if ends_open && clauses.len() > 1 {
+        clauses.pop();
+    }
+    let key = |c: &str| c.trim_end_matches(['.', ';', '!']).trim().to_lowercase();
+    let mut kept: Vec<&str> = Vec::new();
+    for c in clauses {
+        if !key(c).is_empty() && !kept.iter().any(|k| key(k) == key(c)) {
+            kept.push(c);
+        }
+    }
+    kept.join(", ")
 }
 
 /// Openings of the refine prompt's own lines (`refine.j2`). A small model sometimes carries
@@ -2161,6 +2244,66 @@ mod tests {
             quick_replies(&offered[..3], &Ask::Contradiction("post and banner".into())),
             ["A banner", "something"]
         );
+    }
+
+    #[test]
+    fn assumptions_that_add_nothing_are_dropped() {
+        use super::adds_nothing;
+        let brand = Some("Voltline");
+        // Seen after a skipped question: the prompt's own lines, copied back.
+        assert!(adds_nothing("The brand is Voltline", "", brand));
+        assert!(adds_nothing("size", "", brand));
+        assert!(adds_nothing("Style", "", brand));
+        assert!(adds_nothing("mood.", "", brand));
+        assert!(adds_nothing(
+            "Voltline's palette, voice and rules will be applied",
+            "",
+            brand
+        ));
+        assert!(adds_nothing("", "", brand));
+        // Seen in the main job: the brief's own subject, restated.
+        let brief = "a ceramic cup of coffee on a wooden table in morning light";
+        assert!(adds_nothing("The cup is a ceramic cup", brief, None));
+        assert!(adds_nothing(
+            "The cup is a ceramic cup and the table is a wooden table",
+            brief,
+            None
+        ));
+        assert!(adds_nothing("the cups are ceramic", brief, None));
+        // Assumptions with a value of their own stay.
+        assert!(!adds_nothing("size: square 1080 x 1080", "", brand));
+        assert!(!adds_nothing("mood: energetic", "", brand));
+        assert!(!adds_nothing("style: flat vector", "", brand));
+        assert!(!adds_nothing("size: square", "", brand));
+        assert!(!adds_nothing("the cup is white", brief, None));
+        assert!(!adds_nothing("mood: calm", brief, None));
+        assert!(!adds_nothing("The brand is Voltline", "", None));
+        assert!(!adds_nothing("The brand is Voltline", "", Some("Solstice")));
+    }
+
+    #[test]
+    fn an_image_prompt_keeps_each_clause_once_and_drops_one_cut_off() {
+        use super::{PROMPT_CHARS, image_prompt};
+        // Seen in the main job: a loop, cut by the length limit in the middle of a phrase.
+        let looped = "A ceramic cup of coffee on a wooden table in morning light, a glass of \
+            warm coffee, a warm cup of coffee, a glass of warm coffee, a warm cup of coffee, a \
+            glass of warm coffee, a glass of warm coffee, a glass of warm coffee, a glass of warm,";
+        assert_eq!(
+            image_prompt(looped),
+            "A ceramic cup of coffee on a wooden table in morning light, a glass of warm coffee, \
+             a warm cup of coffee"
+        );
+        // Longer than the limit: cut, and the clause the cut split is dropped.
+        let long = format!("navy ground, {}", "gold confetti ".repeat(40));
+        assert_eq!(image_prompt(&long), "navy ground");
+        assert!(image_prompt(&"x".repeat(400)).chars().count() <= PROMPT_CHARS);
+        // A prompt that fits is left as it is, full stop included.
+        assert_eq!(
+            image_prompt("a red  scooter, teal ground, Teal ground."),
+            "a red scooter, teal ground"
+        );
+        assert_eq!(image_prompt("a red scooter."), "a red scooter.");
+        assert_eq!(image_prompt(" , ,"), "");
     }
 
     #[test]

@@ -195,7 +195,10 @@ pub fn refine_note(
     } else if change.is_empty() || echo {
         format!("new prompt “{}”", clip_words(after, 160))
     } else {
-        change.trim_end_matches('.').to_string()
+        // The note goes on after it ("…; a new seed."): no sentence ending of its own.
+        change
+            .trim_end_matches(['.', '!', '?', ';', ','])
+            .to_string()
     };
     let mut params: Vec<&str> = adjustments.iter().map(String::as_str).collect();
     params.push("a new seed");
@@ -777,6 +780,11 @@ mod tests {
         assert_eq!(
             refine_note("", &[], "a mug", "a cup", &[]),
             "Refining: new prompt “a cup”; a new seed."
+        );
+        // The model's own sentence ending does not run into the note's.
+        assert_eq!(
+            refine_note("Made the sun bigger!", &[], "a sun", "a big sun", &[]),
+            "Refining: Made the sun bigger; a new seed."
         );
         // Seen in the main job: the model wrote the prompt back without its full stop.
         assert_eq!(

@@ -249,6 +249,15 @@ async fn a_question_about_a_bare_brief_names_nothing_the_user_did_not() {
                 s.assumptions
             );
         }
+        // Nor does it assume the prompt's own frame back (seen: "The brand is Voltline",
+        // "size", "style", "mood").
+        for a in &s.assumptions {
+            let a = a.trim().trim_end_matches('.').to_lowercase();
+            assert!(
+                !["size", "style", "mood", "the brand is voltline"].contains(&a.as_str()),
+                "{brief}: an assumption that only repeats the prompt: {a:?}"
+            );
+        }
     }
 }
 

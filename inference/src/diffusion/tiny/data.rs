@@ -296,7 +296,9 @@ impl Generator {
             } => {
                 pm.fill(colour(*background, 1.0));
                 let (ax, ay) = position.anchor();
-                let radius = if *large { 0.2 } else { 0.12 } * s * rng.random_range(0.9..1.1);
+                let radius = if *large { LARGE_RADIUS } else { SMALL_RADIUS }
+                    * s
+                    * rng.random_range(0.9..1.1);
                 let (cx, cy) = (ax * s, ay * s);
                 draw_shape(&mut pm, *shape, cx, cy, radius, *fg);
             }
@@ -571,6 +573,15 @@ fn soft_circle(pm: &mut Pixmap, cx: f32, cy: f32, r: f32, c: NamedColour) {
         );
     }
 }
+
+/// Radius of a small shape, as a fraction of the image side (±10% per sample). At the network's
+/// 32×32 pixels in 4×4 patches a small triangle of radius 0.12 (steps 0–4500) spanned two
+/// patches each way and never came out as a triangle; 0.17 spans three.
+pub const SMALL_RADIUS: f32 = 0.17;
+/// Radius of a large shape (0.2 to step 4500). At most 0.23 × 1.1 so that a large triangle's
+/// apex at the top position (anchor 0.25, apex 1.1 radii above it) stays within a pixel of the
+/// image.
+pub const LARGE_RADIUS: f32 = 0.23;
 
 fn draw_shape(pm: &mut Pixmap, shape: Shape, cx: f32, cy: f32, r: f32, c: NamedColour) {
     match shape {
@@ -1074,9 +1085,10 @@ mod tests {
                 .filter(|&(_, &m)| m)
                 .map(|(i, _)| ((i % 32) as f32 + 0.5, (i / 32) as f32 + 0.5))
                 .collect();
-            // A triangle of radius 0.12 × 0.9 × 32 covers ~15 pixels; a large square ~400.
+            // A small triangle (radius 0.17 × 0.9 × 32) covers ~50 pixels of 1024; a large
+            // square (radius 0.23 × 1.1) ~260, a quarter of the image.
             let share = on.len() as f32 / mask.len() as f32;
-            let most = if *large { 0.4 } else { 0.15 };
+            let most = if *large { 0.4 } else { 0.2 };
             assert!(share > 0.01 && share < most, "{}: {share}", s.caption);
             // The figure sits where the caption puts it.
             let (ax, ay) = position.anchor();
