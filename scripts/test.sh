@@ -19,7 +19,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 cargo test --locked --workspace -- --test-threads=2
 # The evaluation harness's smoke suite on the embedded default models, gated against the
 # checked-in baseline: non-zero when a rate drops by more than 0.05 or a time grows past 5x
-# (the baseline is from a Zen 4 host; the slowest 2-core CI hosts seen run it ~4x slower).
+# (the baseline is from a Zen 5 host; the slowest 2-core CI hosts seen run it ~4x slower).
 # The report is runs/eval-smoke/report.html (docs/evals.md).
 "$CARGO_TARGET_DIR/debug/atelier" eval run smoke --out runs/eval-smoke \
   --baseline evals/baselines/smoke --threshold time=4.0
