@@ -27,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
 use crate::decide::{
-    Decider, DecisionConfig, DecisionUsage, FieldWatcher, PlanDecision, Presentation, Refinement,
-    Understanding, plan_schema, presentation_schema, refinement_schema, understanding_schema,
+    Decider, DecisionConfig, DecisionUsage, FieldWatcher, PROMPT_CHARS, PlanDecision, Presentation,
+    Refinement, Understanding, plan_schema, presentation_schema, refinement_schema,
+    understanding_schema,
 };
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, ImageRef, UserInput};
@@ -2086,9 +2087,6 @@ fn clean(text: &str, n: usize) -> String {
         .take(n)
         .collect()
 }
-
-/// Longest image prompt the model may write (the plan and refine schemas' `maxLength`).
-const PROMPT_CHARS: usize = 240;
 
 /// The model's image prompt made fit for the image model: whitespace collapsed, at most
 /// [`PROMPT_CHARS`], each comma-separated clause once (a small model can loop: "…, a glass of

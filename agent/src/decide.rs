@@ -59,11 +59,15 @@ pub struct PlanDecision {
     pub rationale: String,
 }
 
+/// Longest image prompt the model may write (the plan and refine schemas' `maxLength`); the
+/// agent cuts what it receives to the same length.
+pub const PROMPT_CHARS: usize = 240;
+
 /// The schema of [`PlanDecision`]: colours from `colours`, citations from `citations`.
 pub fn plan_schema(colours: &[String], citations: &[String], max_variants: u32) -> Value {
     let mut properties = json!({
         "subject": {"type": "string", "minLength": 2, "maxLength": 80},
-        "prompt": {"type": "string", "minLength": 8, "maxLength": 240},
+        "prompt": {"type": "string", "minLength": 8, "maxLength": PROMPT_CHARS},
         "negative_prompt": {"type": "string", "maxLength": 120},
         "colours": {"type": "array", "items": {"enum": colours}, "minItems": 1, "maxItems": 3},
         "headline": {"type": "string", "maxLength": 60},
@@ -109,7 +113,7 @@ pub fn refinement_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
-            "prompt": {"type": "string", "minLength": 8, "maxLength": 240},
+            "prompt": {"type": "string", "minLength": 8, "maxLength": PROMPT_CHARS},
             "negative_prompt": {"type": "string", "maxLength": 120},
             "change": {"type": "string", "maxLength": 160}
         },

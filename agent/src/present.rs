@@ -162,6 +162,9 @@ pub fn outcome(critique: Option<&Critique>) -> String {
     text
 }
 
+/// What may end a sentence or clause; dropped where the refinement note goes on after it.
+const CLAUSE_END: [char; 5] = ['.', '!', '?', ';', ','];
+
 /// The progress line of a refinement round: which checks it answers, what changes in the
 /// prompt — the model's `change` (one sentence, tidied like the final message) or, when that is
 /// empty or only echoes the request for it, the new prompt; "same prompt" when the model wrote
@@ -174,12 +177,7 @@ pub fn refine_note(
     after: &str,
     adjustments: &[String],
 ) -> String {
-    let same = |a: &str| {
-        a.trim()
-            .trim_end_matches(['.', '!', ';', ','])
-            .trim()
-            .to_lowercase()
-    };
+    let same = |a: &str| a.trim().trim_end_matches(CLAUSE_END).trim().to_lowercase();
     let change = tidy(change, 1, 200, true);
     let lower = change.to_lowercase();
     let echo = [
@@ -196,9 +194,7 @@ pub fn refine_note(
         format!("new prompt “{}”", clip_words(after, 160))
     } else {
         // The note goes on after it ("…; a new seed."): no sentence ending of its own.
-        change
-            .trim_end_matches(['.', '!', '?', ';', ','])
-            .to_string()
+        change.trim_end_matches(CLAUSE_END).to_string()
     };
     let mut params: Vec<&str> = adjustments.iter().map(String::as_str).collect();
     params.push("a new seed");
