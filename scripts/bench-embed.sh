@@ -14,7 +14,7 @@ threads="${1:-2}"
 
 atelier_bench_venv "import sentence_transformers" sentence-transformers
 
-cargo build --locked -p atelier-web
+atelier_build
 atelier="$CARGO_TARGET_DIR/debug/atelier"
 "$atelier" models pull all-minilm-l6-v2
 # candle sizes its thread pool from RAYON_NUM_THREADS; the reference gets the same count.

@@ -17,7 +17,7 @@ if ! "$venv/bin/python" -c "import llama_cpp" >/dev/null 2>&1; then
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_CUDA=OFF" "$venv/bin/python" -m pip install --quiet llama-cpp-python
 fi
 
-cargo build --locked -p atelier-web
+atelier_build
 atelier="$CARGO_TARGET_DIR/debug/atelier"
 "$atelier" models pull qwen2.5-coder-0.5b-instruct
 "$atelier" bench llm --reference-python "$venv/bin/python" --markdown docs/benchmarks.md "$@"

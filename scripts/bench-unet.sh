@@ -13,7 +13,7 @@ threads="${1:-2}"
 
 atelier_bench_venv "import diffusers, torch" torch diffusers
 
-cargo build --locked -p atelier-web
+atelier_build
 # candle sizes its thread pool from RAYON_NUM_THREADS; the reference gets the same count.
 RAYON_NUM_THREADS="$threads" "$CARGO_TARGET_DIR/debug/atelier" bench unet --threads "$threads" \
   --reference-python "$bench_python" --markdown docs/benchmarks.md

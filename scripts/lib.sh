@@ -38,6 +38,14 @@ atelier_target_dir() {
   mkdir -p "$CARGO_TARGET_DIR"
 }
 
+# The one build every script runs: the whole workspace with every target. Cargo unifies
+# features per build, so `-p atelier-web` and `--workspace --all-targets` compile tokio, hyper,
+# axum and the rest differently; one command everywhere means setup, tests and benchmarks share
+# one compiled tree instead of rebuilding it in turn.
+atelier_build() {
+  cargo build --locked --workspace --all-targets
+}
+
 # The model cache, shared by every data directory on the machine.
 atelier_models_dir() {
   export ATELIER_MODELS="${ATELIER_MODELS:-$HOME/.cache/atelier/models}"

@@ -8,7 +8,7 @@ atelier_system_packages
 atelier_target_dir
 atelier_models_dir
 
-cargo build --locked -p atelier-web
+atelier_build
 atelier="$CARGO_TARGET_DIR/debug/atelier"
 
 "$atelier" models pull --defaults

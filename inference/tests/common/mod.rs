@@ -19,6 +19,6 @@ pub fn installed(name: &str) -> PathBuf {
     let catalog = Catalog::builtin().expect("built-in catalog");
     let card = catalog.get(name).expect("known model");
     card.installed_path(&models_dir()).unwrap_or_else(|e| {
-        panic!("{e}\nThe tests use real models: run `cargo run -p atelier-web -- models pull {name}` (scripts/test.sh does this).")
+        panic!("{e}\nThe tests use real models: run `atelier models pull {name}` (scripts/test.sh does this).")
     })
 }

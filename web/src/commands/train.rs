@@ -283,6 +283,8 @@ fn shape_adherence(
     // (captions, classifier agrees on the model's image, on the control)
     let mut per_shape = vec![(0u32, 0u32, 0u32); Shape::ALL.len()];
     let mut per_position = vec![(0u32, 0u32, 0u32); Position::ALL.len()];
+    // confusion[asked][judged]: what the classifier called the model's image of each shape.
+    let mut confusion = vec![vec![0u32; Shape::ALL.len()]; Shape::ALL.len()];
     for (n, (index, _, shape, position)) in samples.iter().enumerate() {
         let caption = data.sample(args.seed, *index).caption;
         let mut request = ImageRequest::new(caption);
@@ -308,6 +310,9 @@ fn shape_adherence(
         per_shape[*shape].0 += 1;
         per_shape[*shape].1 += u32::from(ps == *shape);
         per_shape[*shape].2 += u32::from(rs == *shape);
+        if let Some(cell) = confusion.get_mut(*shape).and_then(|row| row.get_mut(ps)) {
+            *cell += 1;
+        }
         per_position[*position].0 += 1;
         per_position[*position].1 += u32::from(pp == *position);
         per_position[*position].2 += u32::from(rp == *position);
@@ -339,6 +344,18 @@ fn shape_adherence(
             pct(*n, *ok),
             pct(*n, *control)
         ));
+    }
+    md.push_str("\nWhat the classifier called the model's image of each shape (rows: asked for):\n\n| asked \\ judged |");
+    for s in Shape::ALL {
+        md.push_str(&format!(" {} |", s.word()));
+    }
+    md.push_str(&format!("\n|---|{}\n", "---|".repeat(Shape::ALL.len())));
+    for (s, row) in Shape::ALL.iter().zip(&confusion) {
+        md.push_str(&format!("| {} |", s.word()));
+        for count in row {
+            md.push_str(&format!(" {count} |"));
+        }
+        md.push('\n');
     }
     Ok(md)
 }
