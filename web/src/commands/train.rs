@@ -280,11 +280,13 @@ fn shape_adherence(
     // as the network's output is. If the classifier cannot read those, it cannot judge the model.
     let native = generator.config().image_size as u32;
     let small = Generator::new(native).context("generator size")?;
-    // (captions, classifier agrees on the model's image, on the control)
-    let mut per_shape = vec![(0u32, 0u32, 0u32); Shape::ALL.len()];
-    let mut per_position = vec![(0u32, 0u32, 0u32); Position::ALL.len()];
-    // confusion[asked][judged]: what the classifier called the model's image of each shape.
+    // confusion[asked][judged]: what the classifier called the model's image of each shape (a
+    // row's sum is the captions asking for it, its diagonal cell the agreements); and how often
+    // it agreed on the control.
     let mut confusion = vec![vec![0u32; Shape::ALL.len()]; Shape::ALL.len()];
+    let mut shape_control = vec![0u32; Shape::ALL.len()];
+    // (captions, classifier agrees on the model's image, on the control)
+    let mut per_position = vec![(0u32, 0u32, 0u32); Position::ALL.len()];
     for (n, (index, _, shape, position)) in samples.iter().enumerate() {
         let caption = data.sample(args.seed, *index).caption;
         let mut request = ImageRequest::new(caption);
@@ -307,12 +309,8 @@ fn shape_adherence(
         let &[(ps, pp), (rs, rp)] = predictions.as_slice() else {
             anyhow::bail!("{} predictions for 2 images", predictions.len());
         };
-        per_shape[*shape].0 += 1;
-        per_shape[*shape].1 += u32::from(ps == *shape);
-        per_shape[*shape].2 += u32::from(rs == *shape);
-        if let Some(cell) = confusion.get_mut(*shape).and_then(|row| row.get_mut(ps)) {
-            *cell += 1;
-        }
+        confusion[*shape][ps] += 1;
+        shape_control[*shape] += u32::from(rs == *shape);
         per_position[*position].0 += 1;
         per_position[*position].1 += u32::from(pp == *position);
         per_position[*position].2 += u32::from(rp == *position);
@@ -330,12 +328,13 @@ fn shape_adherence(
         real.shape_accuracy * 100.0,
         real.position_accuracy * 100.0
     );
-    for (s, (n, ok, control)) in Shape::ALL.iter().zip(&per_shape) {
+    for (i, s) in Shape::ALL.iter().enumerate() {
+        let n = confusion[i].iter().sum();
         md.push_str(&format!(
             "| shape: {} | {n} | {:.0}% | {:.0}% | 33% |\n",
             s.word(),
-            pct(*n, *ok),
-            pct(*n, *control)
+            pct(n, confusion[i][i]),
+            pct(n, shape_control[i])
         ));
     }
     for (p, (n, ok, control)) in Position::ALL.iter().zip(&per_position) {
