@@ -950,8 +950,7 @@ impl Agent {
                 if s.candidates.is_empty() {
                     return Err(e);
                 }
-                s.assumptions
-                    .push(format!("image generation stopped working: {e}"));
+                s.stopped = Some(format!("image generation stopped working: {e}"));
                 return Ok(Phase::Present);
             }
         };
@@ -1028,7 +1027,7 @@ impl Agent {
             },
         )
         .await;
-        s.assumptions.push(format!("stopped because {reason}"));
+        s.stopped = Some(reason);
         Ok(Phase::Present)
     }
 
@@ -1114,7 +1113,7 @@ impl Agent {
                         s,
                         io,
                         format!(
-                            "refining stopped helping (best score {before:.2}, last round {now:.2})"
+                            "the last round did not beat the best score so far ({before:.2}; last round {now:.2})"
                         ),
                     )
                     .await;
@@ -1284,6 +1283,7 @@ impl Agent {
             &p.message,
             &p.alt_text,
             critique.as_ref(),
+            s.stopped.as_deref(),
             &s.brief,
             &best.prompt,
         );
@@ -1303,6 +1303,7 @@ impl Agent {
                 assumptions: s.assumptions.clone(),
                 citations: applied,
                 iterations: s.iteration,
+                stopped: s.stopped.clone(),
             },
         )
         .await;

@@ -89,6 +89,8 @@ pub enum AgentEvent {
         /// Guideline passages the plan applied, as `document § section`.
         citations: Vec<String>,
         iterations: u32,
+        /// Why refining stopped before an image passed every check, when it did.
+        stopped: Option<String>,
     },
     /// Something went wrong; `fatal` ends the session.
     Error { message: String, fatal: bool },

@@ -83,12 +83,13 @@ pub struct FinalText {
 }
 
 /// Compose the final message and alt text from the model's `message` and `alt_text`, the
-/// chosen image's `critique`, the `brief` and the image `prompt` (fallbacks when nothing of
-/// the model's words survives).
+/// chosen image's `critique`, why refining `stopped` (if it stopped early), the `brief` and
+/// the image `prompt` (fallbacks when nothing of the model's words survives).
 pub fn compose(
     message: &str,
     alt_text: &str,
     critique: Option<&Critique>,
+    stopped: Option<&str>,
     brief: &str,
     prompt: &str,
 ) -> FinalText {
@@ -112,14 +113,14 @@ pub fn compose(
         alt
     };
     FinalText {
-        message: format!("{described}\n\n{}", outcome(critique)),
+        message: format!("{described}\n\n{}", outcome(critique, stopped)),
         alt_text: clip_sentence(&alt, MAX_ALT_TEXT_CHARS),
     }
 }
 
-/// The checks' outcome in a sentence or two: which passed or which still fail, and which
-/// could not be measured.
-pub fn outcome(critique: Option<&Critique>) -> String {
+/// The checks' outcome in a sentence or two: which passed or which still fail (and, when
+/// refining `stopped` early, why), and which could not be measured.
+pub fn outcome(critique: Option<&Critique>, stopped: Option<&str>) -> String {
     let Some(c) = critique else {
         return "It has not been checked.".to_string();
     };
@@ -141,8 +142,15 @@ pub fn outcome(critique: Option<&Critique>) -> String {
             named(&mut c.checks.iter()).join(", ")
         )
     } else {
+        let why = match stopped {
+            Some(reason) => format!(
+                ": I stopped refining because {}",
+                reason.trim_end_matches('.')
+            ),
+            None => " within the budget".to_string(),
+        };
         format!(
-            "It does not pass every check yet: {}. It is the best of what I made within the budget.",
+            "It does not pass every check yet: {}. It is the best of what I made{why}.",
             named(&mut c.failures()).join("; ")
         )
     };
@@ -569,6 +577,7 @@ mod tests {
             looped,
             "A scooter.",
             Some(&passing()),
+            None,
             "a scooter at night",
             "",
         );
@@ -610,6 +619,7 @@ mod tests {
             copied,
             "The image shows a green coffee mug on white, but it fails the technical check.",
             Some(&failing),
+            None,
             "Something nice for autumn",
             "a green coffee mug, white background",
         );
@@ -619,7 +629,15 @@ mod tests {
         );
         // The alt text said nothing but a check report: the prompt describes the image instead.
         assert_eq!(text.alt_text, "A green coffee mug.");
-        assert_eq!(outcome(None), "It has not been checked.");
+        assert_eq!(outcome(None, None), "It has not been checked.");
+        // Refining stopped early: the reason replaces "within the budget".
+        let stopped = outcome(Some(&failing), Some("the iteration budget (3) is spent."));
+        assert!(
+            stopped.contains(
+                "It is the best of what I made: I stopped refining because the iteration budget (3) is spent. Not measured"
+            ),
+            "{stopped}"
+        );
     }
 
     #[test]
@@ -628,6 +646,7 @@ mod tests {
         let text = compose(
             "A glass of iced coffee in the sun.",
             cut,
+            None,
             None,
             "iced coffee",
             "",
@@ -646,6 +665,7 @@ mod tests {
             "I made a tall glass with a sun behind it, a sun low in the sky behind it, a cup on a wooden table by a window, hands around a ceramic mug. Enjoy the summer, friends!",
             "The image shows a tall glass with a sun behind it, a sun low in the sky behind it, a cup on a wooden table by a window, steam catching the first light",
             None,
+            None,
             "iced coffee for summer",
             prompt,
         );
@@ -662,7 +682,7 @@ mod tests {
         let own =
             "I made a glass of iced coffee, bright and cold, with a lemon slice, on a blue table.";
         assert!(
-            compose(own, "x", None, "iced coffee", prompt)
+            compose(own, "x", None, None, "iced coffee", prompt)
                 .message
                 .starts_with(own)
         );
@@ -689,6 +709,7 @@ mod tests {
             "I made a teal wave on navy a teal wave on navy.",
             "A tall glass with a sun behind it with a sun behind it",
             None,
+            None,
             "a wave",
             "",
         );
@@ -706,6 +727,7 @@ mod tests {
             "A gold banner 金色.",
             "A gold banner on navy 金色",
             None,
+            None,
             "a gold banner",
             "",
         );
@@ -715,7 +737,7 @@ mod tests {
             text.message
         );
         assert_eq!(text.alt_text, "A gold banner on navy.");
-        let text = compose("金色的横幅。", "金色的横幅", None, "金色的横幅", "");
+        let text = compose("金色的横幅。", "金色的横幅", None, None, "金色的横幅", "");
         assert!(
             text.message.starts_with("金色的横幅。\n\n"),
             "{}",
@@ -729,6 +751,7 @@ mod tests {
             "Here is a warm, calm image for your sale. Enjoy!",
             "An orange circle on a cream ground.",
             Some(&passing()),
+            None,
             "summer sale",
             "an orange circle",
         );
@@ -738,7 +761,14 @@ mod tests {
         );
         assert_eq!(text.alt_text, "An orange circle on a cream ground.");
         // Words that merely contain a report word stay ("passenger", "checkered").
-        let text = compose("A checkered flag for every passenger.", "x", None, "b", "");
+        let text = compose(
+            "A checkered flag for every passenger.",
+            "x",
+            None,
+            None,
+            "b",
+            "",
+        );
         assert!(
             text.message
                 .starts_with("A checkered flag for every passenger.")
@@ -800,6 +830,7 @@ mod tests {
         let text = compose(
             "One. Two. Three. Four. Five.",
             &"word ".repeat(80),
+            None,
             None,
             "b",
             "",

@@ -150,6 +150,11 @@ pub struct Session {
     pub outcome: Option<Outcome>,
     /// Why the session failed, when it did.
     pub failure: Option<String>,
+    /// Why refining stopped before an image passed every check (a budget spent, refining no
+    /// longer helping, generation failing), when it did. Absent in sessions stored before it
+    /// existed, which kept the reason among the assumptions.
+    #[serde(default)]
+    pub stopped: Option<String>,
     /// Counter for event ids (questions, tool calls).
     pub next_id: u32,
 }
@@ -182,6 +187,7 @@ impl Session {
             elapsed_ms: 0,
             outcome: None,
             failure: None,
+            stopped: None,
             next_id: 1,
         }
     }

@@ -477,14 +477,14 @@ async fn refinement_stops_at_the_iteration_budget() {
     );
     match events.last().unwrap() {
         AgentEvent::Final {
-            passed,
-            assumptions,
-            ..
+            passed, stopped, ..
         } => {
             assert!(!passed);
             assert!(
-                assumptions.iter().any(|a| a.contains("iteration budget")),
-                "{assumptions:?}"
+                stopped
+                    .as_deref()
+                    .is_some_and(|r| r.contains("iteration budget")),
+                "{stopped:?}"
             );
         }
         other => panic!("{other:?}"),
@@ -627,7 +627,28 @@ async fn refinement_stops_when_it_no_longer_helps_and_at_the_image_budget() {
     let (s, events) = run.brief("one", "a sunrise", Some("solstice")).await;
     assert_well_formed(&events);
     assert_eq!(s.iteration, 2, "the second round did not beat the first");
-    assert!(s.assumptions.iter().any(|a| a.contains("stopped helping")));
+    let stopped = s.stopped.as_deref().unwrap_or_default();
+    assert!(
+        stopped.contains("did not beat the best score"),
+        "{stopped:?}"
+    );
+    assert!(!s.assumptions.iter().any(|a| a.contains("stopped")));
+    let fin = events
+        .iter()
+        .find_map(|e| match e {
+            AgentEvent::Final {
+                message, stopped, ..
+            } => Some((message.clone(), stopped.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(fin.1, s.stopped);
+    assert!(
+        fin.0
+            .contains("I stopped refining because the last round did not beat"),
+        "{}",
+        fin.0
+    );
 
     let llm = script(vec![], plan(&["Crema"], 4));
     let mut cfg = config();
@@ -638,7 +659,13 @@ async fn refinement_stops_when_it_no_longer_helps_and_at_the_image_budget() {
     let (s, events) = run.brief("one", "a sunrise", Some("solstice")).await;
     assert_well_formed(&events);
     assert_eq!(s.usage.images, 6, "4 then the 2 left");
-    assert!(s.assumptions.iter().any(|a| a.contains("image budget")));
+    assert!(
+        s.stopped
+            .as_deref()
+            .is_some_and(|r| r.contains("image budget (6) is spent")),
+        "{:?}",
+        s.stopped
+    );
 }
 
 /// Fails the first `failures` calls, then hands over to the real generator.

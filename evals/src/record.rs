@@ -70,6 +70,9 @@ pub struct CaseRecord {
     pub iterations: u32,
     #[serde(default)]
     pub assumptions: Vec<String>,
+    /// Why refining stopped before an image passed every check, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     #[serde(default)]
     pub citations: Vec<String>,
     /// The plan's headline, when the runner can see the plan (in process).

@@ -292,6 +292,7 @@ pub fn build_record(
     let mut passed = None;
     let mut iterations = 0;
     let mut assumptions = Vec::new();
+    let mut stopped = None;
     let mut citations = Vec::new();
     let mut critiques = HashMap::new();
     let mut delivered_refs = Vec::new();
@@ -357,6 +358,7 @@ pub fn build_record(
                 assumptions: a,
                 citations: c,
                 iterations: n,
+                stopped: why,
             } => {
                 final_message = Some(message.clone());
                 alt_text = alt.clone();
@@ -365,6 +367,7 @@ pub fn build_record(
                 passed = Some(*p);
                 iterations = *n;
                 assumptions = a.clone();
+                stopped.clone_from(why);
                 citations = c.clone();
             }
             _ => {}
@@ -446,6 +449,7 @@ pub fn build_record(
         passed,
         iterations,
         assumptions,
+        stopped,
         citations,
         headline: transcript.headline,
         steps: step_timings(&transcript.events),
@@ -483,6 +487,7 @@ fn error_record(case: &Case, error: String, run_dir: &Path, options: &RunOptions
         passed: None,
         iterations: 0,
         assumptions: Vec::new(),
+        stopped: None,
         citations: Vec::new(),
         headline: None,
         steps: Vec::new(),

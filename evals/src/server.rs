@@ -323,6 +323,7 @@ impl Target for Server {
                         assumptions: strings(&m["assumptions"]),
                         citations: strings(&m["citations"]),
                         iterations: m["iterations"].as_u64().unwrap_or(0) as u32,
+                        stopped: m["stopped"].as_str().map(str::to_string),
                     });
                     t.status = "done".into();
                     break;

@@ -194,6 +194,7 @@ fn transcript(
             assumptions: vec![],
             citations: vec![],
             iterations: 1,
+            stopped: None,
         },
     ));
     Transcript {

@@ -188,12 +188,13 @@ fn minilm_gives_the_state_of_every_word_piece() {
 }
 
 #[tokio::test]
-async fn a_network_trained_without_cross_attention_or_final_conv_gains_them_on_resume() {
+async fn a_network_trained_without_cross_attention_final_conv_or_refiner_gains_them_on_resume() {
     let out = tempfile::tempdir().unwrap();
     let e = embedder();
     let mut plain = toy_options(out.path(), 20);
     plain.config.cross_attention = false;
     plain.config.final_conv = false;
+    plain.config.refiner = 0;
     train(&plain, e.as_ref(), |_| true).unwrap();
     let shipped = out.path().join("model");
     let config: serde_json::Value =
@@ -201,6 +202,7 @@ async fn a_network_trained_without_cross_attention_or_final_conv_gains_them_on_r
             .unwrap();
     assert_eq!(config["cross_attention"], false);
     assert_eq!(config["final_conv"], false);
+    assert_eq!(config["refiner"], 0);
 
     // Resuming from the shipped directory without the flag keeps the network as it is …
     let next = tempfile::tempdir().unwrap();
@@ -210,22 +212,25 @@ async fn a_network_trained_without_cross_attention_or_final_conv_gains_them_on_r
     let config = std::fs::read_to_string(next.path().join("model/config.json")).unwrap();
     assert!(config.contains("\"cross_attention\": false"), "{config}");
 
-    // … and with the flags, adds cross-attention and the final convolution and goes on from
-    // the same step.
+    // … and with the flags, adds cross-attention, the final convolution and the refiner and
+    // goes on from the same step.
     let upgraded = tempfile::tempdir().unwrap();
     let mut grow = toy_options(upgraded.path(), 25);
     grow.resume = Some(shipped);
     grow.add_cross_attention = true;
     grow.add_final_conv = true;
+    grow.add_refiner = 4;
     let state = train(&grow, e.as_ref(), |_| true).unwrap();
     assert_eq!(state.step, 25);
     assert!(state.config.cross_attention && state.config.final_conv);
+    assert_eq!(state.config.refiner, 4);
     let weights = candle_core::safetensors::load(
         upgraded.path().join("model/model.safetensors"),
         &candle_core::Device::Cpu,
     )
     .unwrap();
     assert!(weights.contains_key("final_conv.weight"));
+    assert_eq!(weights["refiner.conv1.weight"].dims(), &[9 * 4, 4]);
     let generator = TinyGenerator::load(&upgraded.path().join("model"), e.clone()).unwrap();
     let mut request = ImageRequest::new("a navy background with gold confetti");
     request.width = 64;

@@ -198,6 +198,7 @@ fn print_event(event: &AgentEvent, json: bool, unmeasured: &mut std::collections
             assumptions,
             citations,
             iterations,
+            stopped,
         } => {
             out!();
             out!("{message}");
@@ -213,6 +214,9 @@ fn print_event(event: &AgentEvent, json: bool, unmeasured: &mut std::collections
                     "did not pass every check"
                 }
             );
+            if let Some(reason) = stopped {
+                out!("stopped early: {reason}");
+            }
             if !citations.is_empty() {
                 out!("guidelines applied: {}", citations.join("; "));
             }

@@ -63,6 +63,7 @@ pub async fn tiny(settings: &Settings, args: TrainTinyArgs) -> anyhow::Result<()
     options.resume = args.resume.clone();
     options.add_cross_attention = args.cross_attention;
     options.add_final_conv = args.final_conv;
+    options.add_refiner = args.refiner.map_or(0, usize::from);
     options.foreground_weight = args.foreground_weight;
 
     let stop = Arc::new(AtomicBool::new(false));

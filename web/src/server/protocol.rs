@@ -231,6 +231,10 @@ pub enum ServerBody {
         assumptions: Vec<String>,
         citations: Vec<String>,
         iterations: u32,
+        /// Why refining stopped before an image passed every check (a budget spent, a round
+        /// that did not improve, generation failing); absent when it did not stop early.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped: Option<String>,
     },
     /// Something failed. `fatal: true` ended the running brief; the connection stays usable
     /// unless the server closes it right after.
@@ -355,6 +359,7 @@ impl ServerBody {
                 assumptions,
                 citations,
                 iterations,
+                stopped,
             } => ServerBody::Final {
                 message,
                 alt_text,
@@ -363,6 +368,7 @@ impl ServerBody {
                 assumptions,
                 citations,
                 iterations,
+                stopped,
             },
             AgentEvent::Error { message, fatal } => ServerBody::Error {
                 code: ErrorCode::AgentFailed,

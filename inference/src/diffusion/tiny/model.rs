@@ -11,8 +11,10 @@
 //! to a trained network changes nothing until training teaches it something
 //! ([`TinyConfig::cross_attention`], `atelier train tiny --resume … --cross-attention`).
 //!
-//! Everything is matrix products, which candle runs fast on CPU (no convolutions, whose
-//! backward passes are slow there). Field names mirror the weight names.
+//! Everything is matrix products, which candle runs fast on CPU: the pixel refiner's 3×3
+//! convolutions are written as products too (candle's own convolution has a slow backward pass
+//! there; the final convolution, 3 channels wide, is too small to matter). Field names mirror
+//! the weight names.
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder, linear};
@@ -49,6 +51,15 @@ pub struct TinyConfig {
     /// patches showed as a grid of blocks. Absent (false) in configs written before it existed.
     #[serde(default)]
     pub final_conv: bool,
+    /// Width of the pixel refiner (0: none): three 3×3 convolutions at full resolution over
+    /// per-pixel features of the last tokens, the noisy image and the prediction, whose output
+    /// is added to the prediction. A token predicts its 4×4 pixels by one linear map, which
+    /// draws a circle and a triangle alike as a staircase of blocks; the refiner gives every
+    /// pixel a say in where an edge falls inside a patch. Its last convolution starts at zero,
+    /// so a trained network gains it without changing (`train tiny --resume … --refiner`).
+    /// Absent (0) in configs written before it existed.
+    #[serde(default)]
+    pub refiner: usize,
 }
 
 /// Word-pieces of a caption the cross-attention sees; the rest of a longer prompt still
@@ -75,6 +86,7 @@ impl TinyConfig {
             cond_unit_scale: true,
             cross_attention: true,
             final_conv: true,
+            refiner: 0,
         }
     }
 
@@ -90,6 +102,7 @@ impl TinyConfig {
             cond_unit_scale: true,
             cross_attention: true,
             final_conv: true,
+            refiner: 8,
         }
     }
 
@@ -118,6 +131,12 @@ impl TinyConfig {
                 self.dim, self.heads
             ));
         }
+        if self.refiner > MAX_REFINER {
+            return Err(format!(
+                "refiner {} is wider than {MAX_REFINER} channels",
+                self.refiner
+            ));
+        }
         if !self.dim.is_multiple_of(4) || self.depth == 0 || self.cond_dim == 0 {
             return Err("dim must be a multiple of 4; depth and cond_dim must be positive".into());
         }
@@ -126,6 +145,12 @@ impl TinyConfig {
 }
 
 const FREQ_DIM: usize = 256;
+
+/// Widest pixel refiner accepted (its cost grows with the square of the width).
+pub const MAX_REFINER: usize = 256;
+
+/// Features per pixel the refiner reads from the last tokens.
+const REFINER_FEATURES: usize = 16;
 
 /// Layer norm without learned scale or shift (adaLN supplies them).
 fn norm(x: &Tensor) -> Result<Tensor> {
@@ -440,6 +465,103 @@ impl PixelConv {
     }
 }
 
+/// A 3×3 convolution over channels-last images `[B, H, W, C]`, written as one matrix product
+/// over the nine shifted copies of the input (im2col): candle's own conv2d runs its backward pass
+/// through a slow transposed convolution on CPU, while the products and copies here have fast
+/// backward passes. Borders are zero-padded. The weight is `[9·C_in, C_out]`, rows ordered by
+/// kernel tap (row-major over the 3×3 window), then input channel.
+#[derive(Debug, Clone)]
+struct Conv3 {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Conv3 {
+    fn new(input: usize, output: usize, zero: bool, vb: VarBuilder) -> Result<Self> {
+        let fan_in = 9 * input;
+        let init = if zero {
+            Init::Const(0.0)
+        } else {
+            // He initialisation for the SiLU that follows.
+            Init::Randn {
+                mean: 0.0,
+                stdev: (2.0 / fan_in as f64).sqrt(),
+            }
+        };
+        Ok(Conv3 {
+            weight: vb.get_with_hints((fan_in, output), "weight", init)?,
+            bias: vb.get_with_hints(output, "bias", Init::Const(0.0))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, h, w, c) = x.dims4()?;
+        let padded = x.pad_with_zeros(1, 1, 1)?.pad_with_zeros(2, 1, 1)?;
+        let mut taps = Vec::with_capacity(9);
+        for dy in 0..3 {
+            for dx in 0..3 {
+                taps.push(padded.narrow(1, dy, h)?.narrow(2, dx, w)?.contiguous()?);
+            }
+        }
+        let out = self.weight.dim(1)?;
+        Tensor::cat(&taps, 3)?
+            .reshape((b * h * w, 9 * c))?
+            .matmul(&self.weight)?
+            .broadcast_add(&self.bias)?
+            .reshape((b, h, w, out))
+    }
+}
+
+/// The pixel refiner ([`TinyConfig::refiner`]): per-pixel features from the last tokens, the
+/// noisy image and the prediction so far → conv → SiLU → conv → SiLU → conv, added to the
+/// prediction. Its receptive field (7×7 pixels) spans a patch and its neighbours.
+#[derive(Debug, Clone)]
+struct Refiner {
+    features: Linear,
+    convs: [Conv3; 3],
+}
+
+impl Refiner {
+    fn new(cfg: &TinyConfig, vb: VarBuilder) -> Result<Self> {
+        let width = cfg.refiner;
+        let input = REFINER_FEATURES + 6;
+        Ok(Refiner {
+            features: linear(
+                cfg.dim,
+                cfg.patch * cfg.patch * REFINER_FEATURES,
+                vb.pp("features"),
+            )?,
+            convs: [
+                Conv3::new(input, width, false, vb.pp("conv0"))?,
+                Conv3::new(width, width, false, vb.pp("conv1"))?,
+                Conv3::new(width, 3, true, vb.pp("conv2"))?,
+            ],
+        })
+    }
+
+    /// `tokens` `[B, N, dim]` (the final layer's modulated tokens), `x` the noisy images and
+    /// `v` the prediction, both `[B, 3, S, S]`.
+    fn forward(&self, cfg: &TinyConfig, tokens: &Tensor, x: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let b = tokens.dim(0)?;
+        let (p, g, f) = (cfg.patch, cfg.grid(), REFINER_FEATURES);
+        let features = self
+            .features
+            .forward(tokens)?
+            .reshape(vec![b, g, g, p, p, f])?
+            .permute(vec![0, 1, 3, 2, 4, 5])?
+            .reshape((b, g * p, g * p, f))?;
+        let channels_last = |t: &Tensor| t.permute((0, 2, 3, 1));
+        let mut h = Tensor::cat(&[features, channels_last(x)?, channels_last(v)?], 3)?;
+        for (i, conv) in self.convs.iter().enumerate() {
+            h = conv.forward(&h)?;
+            if i + 1 < self.convs.len() {
+                h = h.silu()?;
+            }
+        }
+        v + h.permute((0, 3, 1, 2))?
+    }
+}
+
 /// The velocity-predicting transformer.
 #[derive(Debug, Clone)]
 pub struct TinyDit {
@@ -453,6 +575,7 @@ pub struct TinyDit {
     final_ada: Linear,
     final_proj: Linear,
     final_conv: Option<PixelConv>,
+    refiner: Option<Refiner>,
     pos: Tensor,
     cfg: TinyConfig,
 }
@@ -489,6 +612,11 @@ impl TinyDit {
             final_proj: zero_linear(d, cfg.patch_values(), vb.pp("final_proj"))?,
             final_conv: if cfg.final_conv {
                 Some(PixelConv::new(vb.pp("final_conv"))?)
+            } else {
+                None
+            },
+            refiner: if cfg.refiner > 0 {
+                Some(Refiner::new(&cfg, vb.pp("refiner"))?)
             } else {
                 None
             },
@@ -566,12 +694,14 @@ impl TinyDit {
         let [shift, scale] = m.as_slice() else {
             candle_core::bail!("final adaLN produced {} chunks", m.len())
         };
-        let h = self
-            .final_proj
-            .forward(&modulate(&norm(&h)?, shift, scale)?)?;
-        let v = self.unpatchify(&h)?;
-        match &self.final_conv {
-            Some(conv) => conv.forward(&v),
+        let h = modulate(&norm(&h)?, shift, scale)?;
+        let v = self.unpatchify(&self.final_proj.forward(&h)?)?;
+        let v = match &self.final_conv {
+            Some(conv) => conv.forward(&v)?,
+            None => v,
+        };
+        match &self.refiner {
+            Some(refiner) => refiner.forward(&self.cfg, &h, x, &v),
             None => Ok(v),
         }
     }
@@ -657,10 +787,12 @@ mod tests {
             .unwrap()
     }
 
-    /// A "trained" network of `plain` shapes (seeded random weights), and the toy network
-    /// grown from it: the same weights, plus fresh layers whose names contain `gained`.
+    /// A "trained" network of `plain` shapes (seeded random weights), and the network of
+    /// `grown` shapes grown from it: the same weights, plus fresh layers whose names contain
+    /// `gained`.
     fn grown_from(
         plain: TinyConfig,
+        grown: TinyConfig,
         seed: u64,
         gained: &str,
     ) -> (TinyDit, TinyDit, candle_nn::VarMap) {
@@ -670,11 +802,8 @@ mod tests {
             TinyDit::new(plain, VarBuilder::from_varmap(&plain_vars, DTYPE, &device)).unwrap();
         randomise(&plain_vars, seed);
         let grown_vars = candle_nn::VarMap::new();
-        let grown = TinyDit::new(
-            TinyConfig::toy(),
-            VarBuilder::from_varmap(&grown_vars, DTYPE, &device),
-        )
-        .unwrap();
+        let grown =
+            TinyDit::new(grown, VarBuilder::from_varmap(&grown_vars, DTYPE, &device)).unwrap();
         {
             let from = plain_vars.data().lock().unwrap();
             let to = grown_vars.data().lock().unwrap();
@@ -695,7 +824,7 @@ mod tests {
             ..TinyConfig::toy()
         };
         // The same weights in a network with cross-attention (its own layers are new).
-        let (plain, cross, cross_vars) = grown_from(plain_cfg, 1, ".cross.");
+        let (plain, cross, cross_vars) = grown_from(plain_cfg, TinyConfig::toy(), 1, ".cross.");
         let x = Tensor::randn(0f32, 1.0, (2, 3, 16, 16), &device).unwrap();
         let t = Tensor::new(&[0.3f32, 0.9], &device).unwrap();
         let pooled = vec![vec![0.05f32; 384], vec![-0.05; 384]];
@@ -724,11 +853,16 @@ mod tests {
     #[test]
     fn the_final_convolution_changes_nothing_until_trained_then_mixes_neighbouring_patches() {
         let device = Device::Cpu;
-        let plain_cfg = TinyConfig {
-            final_conv: false,
+        // Without the refiner, which would refine the convolution's output further.
+        let grown_cfg = TinyConfig {
+            refiner: 0,
             ..TinyConfig::toy()
         };
-        let (plain, conv, conv_vars) = grown_from(plain_cfg, 4, "final_conv.");
+        let plain_cfg = TinyConfig {
+            final_conv: false,
+            ..grown_cfg
+        };
+        let (plain, conv, conv_vars) = grown_from(plain_cfg, grown_cfg, 4, "final_conv.");
         let x = Tensor::randn(0f32, 1.0, (1, 3, 16, 16), &device).unwrap();
         let t = Tensor::new(&[0.4f32], &device).unwrap();
         let c = Condition::new(&[vec![0.05; 384]], Some(&[states(3, 2)]), 384, &device).unwrap();
@@ -765,6 +899,84 @@ mod tests {
         // At the border the edge pixel is its own neighbour.
         let edge = at(&before, 15) * 1.5;
         assert!((at(&after, 15) - edge).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_im2col_convolution_equals_candles_convolution() {
+        let device = Device::Cpu;
+        let vars = candle_nn::VarMap::new();
+        let conv = Conv3::new(5, 7, false, VarBuilder::from_varmap(&vars, DTYPE, &device)).unwrap();
+        randomise(&vars, 9);
+        // Channels-first input and kernel `[out, in, 3, 3]` for candle's conv2d.
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 6, 9), &device).unwrap();
+        let kernel = conv
+            .weight
+            .reshape((3, 3, 5, 7))
+            .unwrap()
+            .permute((3, 2, 0, 1))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let expected = x
+            .conv2d(&kernel, 1, 1, 1, 1)
+            .unwrap()
+            .broadcast_add(&conv.bias.reshape((1, 7, 1, 1)).unwrap())
+            .unwrap();
+        let ours = conv
+            .forward(&x.permute((0, 2, 3, 1)).unwrap())
+            .unwrap()
+            .permute((0, 3, 1, 2))
+            .unwrap();
+        assert_eq!(ours.dims(), &[2, 7, 6, 9]);
+        assert!(max_abs_diff(&ours, &expected) < 1e-4);
+    }
+
+    #[test]
+    fn adding_the_refiner_changes_nothing_until_it_is_trained() {
+        let device = Device::Cpu;
+        let plain_cfg = TinyConfig {
+            refiner: 0,
+            ..TinyConfig::toy()
+        };
+        let (plain, refined, refined_vars) =
+            grown_from(plain_cfg, TinyConfig::toy(), 5, "refiner.");
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 16, 16), &device).unwrap();
+        let t = Tensor::new(&[0.2f32, 0.7], &device).unwrap();
+        let c = Condition::new(
+            &[vec![0.05; 384], vec![-0.03; 384]],
+            Some(&[states(3, 2), states(5, 4)]),
+            384,
+            &device,
+        )
+        .unwrap();
+        let before = plain.forward(&x, &t, &c).unwrap();
+        assert_eq!(
+            max_abs_diff(&before, &refined.forward(&x, &t, &c).unwrap()),
+            0.0
+        );
+        // Trained, it changes the prediction, and the refined network still learns: its
+        // gradient reaches the refiner's first layer.
+        randomise(&refined_vars, 6);
+        let trained = refined.forward(&x, &t, &c).unwrap();
+        assert_eq!(trained.dims(), before.dims());
+        let grads = trained
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let data = refined_vars.data().lock().unwrap();
+        let g = grads.get(data["refiner.conv0.weight"].as_tensor()).unwrap();
+        assert!(
+            g.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0
+        );
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct TrainOptions {
     /// When resuming a network without the final pixel convolution, add it (zero-initialised
     /// likewise).
     pub add_final_conv: bool,
+    /// When resuming a network without the pixel refiner, add one this wide (its last
+    /// convolution starts at zero likewise); 0 adds none.
+    pub add_refiner: usize,
     /// How much more a figure's pixels count in the loss than the rest (1: all alike). See
     /// `Sample::foreground`; the loss stays a weighted mean, so its scale does not change.
     pub foreground_weight: f32,
@@ -80,6 +83,7 @@ impl TrainOptions {
             resume: None,
             add_cross_attention: false,
             add_final_conv: false,
+            add_refiner: 0,
             foreground_weight: 1.0,
         }
     }
@@ -320,8 +324,16 @@ pub fn train(
             let mut config = read_config(dir)?;
             let upgrade = options.add_cross_attention && !config.cross_attention;
             let add_conv = options.add_final_conv && !config.final_conv;
+            let add_refiner = options.add_refiner > 0 && config.refiner == 0;
             config.cross_attention |= options.add_cross_attention;
             config.final_conv |= options.add_final_conv;
+            if add_refiner {
+                config.refiner = options.add_refiner;
+                config.validate().map_err(|reason| Error::InvalidRequest {
+                    field: "refiner",
+                    reason,
+                })?;
+            }
             let state = match std::fs::read_to_string(dir.join("state.json")) {
                 Ok(text) => {
                     serde_json::from_str::<TrainState>(&text).map_err(|e| Error::Candle {
@@ -337,6 +349,12 @@ pub fn train(
             }
             if add_conv {
                 tracing::info!("adding the final pixel convolution to the resumed network");
+            }
+            if add_refiner {
+                tracing::info!(
+                    width = config.refiner,
+                    "adding the pixel refiner to the resumed network"
+                );
             }
             (config, state)
         }
@@ -358,6 +376,7 @@ pub fn train(
                     || name.starts_with("text_tokens.")
                     || name == "null_token"))
                 || (options.add_final_conv && name.starts_with("final_conv."))
+                || (options.add_refiner > 0 && name.starts_with("refiner."))
         };
         load_into(&vars, &weights, &device, gained)?;
         tracing::info!(step = state.step, dir = %dir.display(), "resuming");
