@@ -479,8 +479,8 @@ pub struct TrainTinyArgs {
     #[arg(long, requires = "resume")]
     pub final_conv: bool,
     /// With --resume: give a network trained without it a pixel refiner this many channels
-    /// wide (three 3×3 convolutions at full resolution that place edges inside a patch; 1..=256,
-    /// 48 in the shipped model's experiments). Its output starts at zero too.
+    /// wide (three 3×3 convolutions at full resolution that place edges inside a patch; 1..=256;
+    /// the model card records a run with 48). Its output starts at zero too.
     #[arg(long, requires = "resume", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub refiner: Option<u16>,
     /// Count each pixel of a shape (the figure of a figure-on-ground caption) this many times
