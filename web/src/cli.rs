@@ -481,7 +481,12 @@ pub struct TrainTinyArgs {
     /// With --resume: give a network trained without it a pixel refiner this many channels
     /// wide (three 3×3 convolutions at full resolution that place edges inside a patch; 1..=256;
     /// the model card records a run with 48). Its output starts at zero too.
-    #[arg(long, requires = "resume", value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(
+        long,
+        requires = "resume",
+        value_parser = clap::value_parser!(u16)
+            .range(1..=atelier_inference::diffusion::tiny::model::MAX_REFINER as i64)
+    )]
     pub refiner: Option<u16>,
     /// Count each pixel of a shape (the figure of a figure-on-ground caption) this many times
     /// in the loss, every other pixel once (1..=100; 1 weights all pixels alike).
